@@ -1,0 +1,103 @@
+"""Attack base: pixel-space threat models with the model's state left exactly as it was.
+
+Every attack is a configured object called as ``attack(model, x, y) -> x_adv`` with x in [0, 1].
+The base class guarantees, for every subclass:
+
+- the model's (and each submodule's) train/eval mode is restored, and the attack runs in eval mode
+  by default so BatchNorm statistics are not updated;
+- parameters and their ``.grad`` are untouched (gradients are taken with ``torch.autograd.grad``
+  with respect to the input only);
+- it works inside a caller's ``torch.no_grad()`` or ``torch.inference_mode()``;
+- the result is detached, inside [0, 1] and inside the ε-ball of the chosen norm; ε = 0 returns x.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+NORMS = ("linf", "l2")
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cross_entropy_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy, so each sample's input gradient does not shrink with the batch size."""
+    return nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+
+
+def flat_norm(t: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per-sample norm of ``t`` ([N, ...] -> [N])."""
+    flat = t.flatten(1)
+    return flat.abs().amax(1) if norm == "linf" else flat.norm(p=2, dim=1)
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """Project ``x_adv`` onto the ε-ball around ``x`` and the [0, 1] box."""
+    delta = x_adv - x
+    if norm == "linf":
+        delta = delta.clamp(-eps, eps)
+    else:
+        scale = (eps / flat_norm(delta, "l2").clamp_min(1e-12)).clamp(max=1.0)
+        delta = delta * scale.view(-1, *([1] * (x.dim() - 1)))
+    # Clamping to [0, 1] only moves coordinates towards x, so it never leaves the ball.
+    return (x + delta).clamp(0.0, 1.0)
+
+
+def random_start(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator | None) -> torch.Tensor:
+    """A uniformly random point of the ε-ball around ``x`` (L2: random direction, uniform radius)."""
+    if norm == "linf":
+        delta = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) * 2 - 1
+        delta = delta * eps
+    else:
+        delta = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        delta = delta / flat_norm(delta, "l2").clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
+        radius = torch.rand(x.shape[0], generator=generator, device=x.device, dtype=x.dtype) * eps
+        delta = delta * radius.view(-1, *([1] * (x.dim() - 1)))
+    return project(x + delta, x, eps, norm)
+
+
+class Attack:
+    """Base class. Subclasses implement ``_perturb(model, x, y) -> x_adv`` and may assume grad is on
+    and the model is in the mode the attack asked for."""
+
+    def __init__(self, eps: float, norm: str = "linf", eval_mode: bool = True, seed: int | None = None) -> None:
+        if not (eps >= 0):
+            raise ValueError(f"eps must be >= 0 (pixel units in [0, 1], e.g. 8/255), got {eps}")
+        if norm not in NORMS:
+            raise ValueError(f"unknown norm {norm!r}; choose from {list(NORMS)}")
+        self.eps = float(eps)
+        self.norm = norm
+        self.eval_mode = eval_mode
+        self.seed = seed
+
+    def generator(self, device: torch.device) -> torch.Generator | None:
+        """A fresh generator seeded with ``self.seed`` (None: use the global RNG)."""
+        if self.seed is None:
+            return None
+        return torch.Generator(device=device).manual_seed(self.seed)
+
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(False):
+            x = x.detach().clone()
+            y = y.detach().clone()
+        if self.eps == 0:
+            return x
+        modes = [m.training for m in model.modules()]
+        try:
+            if self.eval_mode:
+                model.eval()
+            with torch.enable_grad():
+                x_adv = self._perturb(model, x, y)
+        finally:
+            for m, mode in zip(model.modules(), modes):
+                m.training = mode
+        return project(x_adv.detach(), x, self.eps, self.norm)
+
+    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({fields})"

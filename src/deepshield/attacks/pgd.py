@@ -1,0 +1,115 @@
+"""PGD: projected gradient descent in L∞ or L2 (Madry et al., ICLR 2018, arXiv:1706.06083).
+
+Distance: L∞ (signed-gradient steps) or L2 (normalized-gradient steps), pixel units, x in [0, 1],
+shapes [N, C, H, W] and labels [N]. Defaults: 10 steps, α = ε/4, uniform random start, 1 restart.
+
+``early_stop=True`` (robust evaluation) keeps, per sample, the first iterate that fools the model and
+stops attacking that sample; it returns the final iterate for samples never fooled. With
+``early_stop=False`` (adversarial training) it returns the final iterate for every sample.
+Restarts attack only the samples that earlier restarts did not fool.
+
+    >>> attack = PGD(eps=8/255, alpha=2/255, steps=10)
+    >>> x_adv = attack(model, x, y)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from deepshield.attacks.base import Attack, LossFn, cross_entropy_sum, flat_norm, project, random_start
+
+
+class PGD(Attack):
+    """Projected gradient descent; see the module docstring."""
+
+    def __init__(
+        self,
+        eps: float = 8 / 255,
+        alpha: float | None = None,
+        steps: int = 10,
+        norm: str = "linf",
+        random_start: bool = True,
+        restarts: int = 1,
+        targeted: bool = False,
+        early_stop: bool = False,
+        loss_fn: LossFn | None = None,
+        eval_mode: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(eps, norm=norm, eval_mode=eval_mode, seed=seed)
+        if steps < 1 or restarts < 1:
+            raise ValueError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
+        self.alpha = float(alpha) if alpha is not None else self.eps / 4
+        if self.alpha <= 0 and self.eps > 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        self.steps = steps
+        self.random_start = random_start
+        self.restarts = restarts
+        self.targeted = targeted
+        self.early_stop = early_stop
+        self.loss_fn = loss_fn
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.loss_fn is not None:
+            return self.loss_fn(logits, y)
+        target = 1 - y if self.targeted and logits.shape[1] == 2 else y
+        loss = cross_entropy_sum(logits, target)
+        return -loss if self.targeted else loss
+
+    def _fooled(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.loss_fn is not None or y.dim() != 1:
+            return torch.zeros(len(logits), dtype=torch.bool, device=logits.device)
+        pred = logits.argmax(1)
+        return pred != y if not self.targeted else pred == (1 - y)
+
+    def _step(self, x_adv: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        if self.norm == "linf":
+            return x_adv + self.alpha * grad.sign()
+        g_norm = flat_norm(grad, "l2").clamp_min(1e-12).view(-1, *([1] * (grad.dim() - 1)))
+        return x_adv + self.alpha * grad / g_norm
+
+    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        gen = self.generator(x.device)
+        best = x.clone()
+        done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for _ in range(self.restarts):
+            idx = (~done).nonzero().squeeze(1)
+            if len(idx) == 0:
+                break
+            x0, y0 = x[idx], y[idx]
+            x_adv = random_start(x0, self.eps, self.norm, gen) if self.random_start else x0.clone()
+            active = torch.arange(len(idx), device=x.device)
+            for _step in range(self.steps):
+                xa = x_adv[active].requires_grad_(True)
+                logits = model(xa)
+                keep = torch.ones(len(active), dtype=torch.bool, device=x.device)
+                if self.early_stop:
+                    fooled = self._fooled(logits.detach(), y0[active])
+                    if fooled.any():
+                        hit = active[fooled]
+                        best[idx[hit]] = x_adv[hit]
+                        done[idx[hit]] = True
+                        keep = ~fooled
+                        if not keep.any():
+                            active = active[keep]
+                            break
+                (grad,) = torch.autograd.grad(self._loss(logits[keep], y0[active[keep]]), xa)
+                active = active[keep]
+                stepped = self._step(xa.detach()[keep], grad[keep])
+                x_adv[active] = project(stepped, x0[active], self.eps, self.norm)
+            remaining = active if self.early_stop else torch.arange(len(idx), device=x.device)
+            if self.early_stop and len(remaining):
+                with torch.no_grad():
+                    fooled = self._fooled(model(x_adv[remaining]), y0[remaining])
+                hit = remaining[fooled]
+                best[idx[hit]] = x_adv[hit]
+                done[idx[hit]] = True
+                # Keep the last iterate for samples that stay unfooled (a valid point of the ball).
+                best[idx[remaining[~fooled]]] = x_adv[remaining[~fooled]]
+            elif not self.early_stop:
+                best[idx] = x_adv
+                if self.restarts > 1:
+                    with torch.no_grad():
+                        done[idx] = self._fooled(model(x_adv), y0)
+        return best

@@ -1,0 +1,189 @@
+"""Command line: argparse subcommands that build a config and call into the package; no logic here.
+
+User mistakes (bad flags or values, missing files, malformed inputs) print one line and exit 2.
+Set DEEPSHIELD_DEBUG=1 to see the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+
+from deepshield import __version__
+
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError)
+
+
+class UsageError(ValueError):
+    """A bad command-line value."""
+
+
+def parse_eps(text: str) -> float:
+    """'8/255', '0.03' or '0' -> float in [0, 1] pixel units."""
+    try:
+        value = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; write eps like 8/255 or 0.031") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"eps {text} is negative; use a value >= 0 such as 4/255")
+    return value
+
+
+def parse_eps_list(text: str) -> tuple[float, ...]:
+    return tuple(parse_eps(t) for t in text.split(",") if t.strip())
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be >= 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number >= 0")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage dump) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from deepshield.config import TrainConfig
+    from deepshield.training.trainer import train
+
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k not in ("func", "command")})
+    result = train(cfg)
+    print(f"best checkpoint: {result.best_path}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from deepshield.attacks import ATTACKS
+    from deepshield.config import EvalConfig
+    from deepshield.evaluation.evaluate import evaluate
+    from deepshield.evaluation.report import markdown_table
+
+    attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown:
+        raise UsageError(f"unknown attack {unknown[0]!r}; choose from {','.join(sorted(ATTACKS))}")
+    cfg = EvalConfig(checkpoint=args.checkpoint, dataset=args.dataset, attacks=attacks, eps=args.eps,
+                     norm=args.norm, steps=args.steps, restarts=args.restarts, batch_size=args.batch_size,
+                     n_test=args.n_test, seed=args.seed, out=args.out, device=args.device,
+                     sanity=not args.no_sanity, progress=not args.quiet)
+    results = evaluate(cfg)
+    print(markdown_table({os.path.basename(os.path.dirname(args.checkpoint)) or "model": results}))
+    for c in results.get("checks", []):
+        print(f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']}: {c['detail']}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from deepshield.demo import run_demo
+
+    run_demo(out=args.out, n_train=args.n_train, n_test=args.n_test, epochs=args.epochs, seed=args.seed,
+             progress=not args.quiet)
+    return 0
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a detector (optionally adversarially)",
+                       description="Train a deepfake detector. Safe adversarial-training defaults: "
+                                   "eps 4/255, alpha eps/4, 7 PGD steps.")
+    p.add_argument("--dataset", default="synthetic", help="synthetic | catalog:PATH[:split] (default: synthetic)")
+    p.add_argument("--backbone", default="small_cnn", help="model name (default: small_cnn)")
+    p.add_argument("--pretrained", default=None, help="local state-dict file to start from")
+    p.add_argument("--image-size", type=positive_int, default=64, help="input size in pixels (default: 64)")
+    p.add_argument("--adv", default="none", choices=["none", "pgd", "fgsm-rs", "trades", "mart"],
+                   help="adversarial training method (default: none)")
+    p.add_argument("--eps", type=parse_eps, default=4 / 255, help="L-inf budget, e.g. 4/255 (default: 4/255)")
+    p.add_argument("--alpha", type=parse_eps, default=None, help="PGD step size (default: eps/4)")
+    p.add_argument("--steps", type=positive_int, default=7, help="PGD steps in training (default: 7)")
+    p.add_argument("--trades-beta", type=float, default=6.0, help="TRADES/MART beta (default: 6)")
+    p.add_argument("--adv-warmup-epochs", type=non_negative_int, default=0,
+                   help="ramp eps linearly over the first N epochs (default: 0)")
+    p.add_argument("--epochs", type=positive_int, default=5, help="(default: 5)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="(default: 64)")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: 1e-3)")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="(default: 5e-4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/train", help="run folder (default: runs/train)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars to OUT/tensorboard")
+    p.add_argument("--smoke", action="store_true", help="a seconds-long run to check the set-up")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="DataLoader workers (default: 0)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
+    p.add_argument("--n-train", type=positive_int, default=4000, help="synthetic training images (default: 4000)")
+    p.add_argument("--n-val", type=positive_int, default=1000, help="synthetic validation images (default: 1000)")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
+    p.set_defaults(func=_train)
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="clean and robust evaluation of a checkpoint, with a report")
+    p.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a training run")
+    p.add_argument("--dataset", default="synthetic", help="synthetic | catalog:PATH[:split]")
+    p.add_argument("--attacks", default="fgsm,pgd", help="comma-separated attack names (default: fgsm,pgd)")
+    p.add_argument("--eps", type=parse_eps_list, default=(1 / 255, 2 / 255, 4 / 255, 8 / 255),
+                   help="comma-separated budgets (default: 1/255,2/255,4/255,8/255)")
+    p.add_argument("--norm", default="linf", choices=["linf", "l2"])
+    p.add_argument("--steps", type=positive_int, default=10, help="PGD steps (default: 10)")
+    p.add_argument("--restarts", type=positive_int, default=1, help="PGD restarts (default: 1)")
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--n-test", type=positive_int, default=1000, help="synthetic test images (default: 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output folder (default: next to the checkpoint, eval/)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-sanity", action="store_true", help="skip the sanity checks (not recommended)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_evaluate)
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="synthetic end-to-end: standard vs PGD training, robust report")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--n-train", type=positive_int, default=2000)
+    p.add_argument("--n-test", type=positive_int, default=500)
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_demo)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_evaluate, _add_demo]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="deepshield", description="Deepfake detectors that hold up under adversarial attack.")
+    parser.add_argument("--version", action="version", version=f"deepshield {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as e:
+        if os.environ.get("DEEPSHIELD_DEBUG"):
+            raise
+        print(f"deepshield {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command (with --resume for train) to continue", file=sys.stderr)
+        return 130

@@ -1,0 +1,76 @@
+"""Frozen dataclass configs, one per command; the CLI flags mirror these fields one-to-one."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of ``deepshield train``. ε, α in [0, 1] pixel units."""
+
+    dataset: str = "synthetic"          # synthetic | catalog:PATH[:split]
+    backbone: str = "small_cnn"
+    pretrained: str | None = None       # local state-dict path, or "timm"
+    image_size: int = 64
+    adv: str = "none"                   # none | pgd | fgsm-rs | trades | mart
+    eps: float = 4 / 255
+    alpha: float | None = None          # default ε/4
+    steps: int = 7
+    trades_beta: float = 6.0
+    adv_warmup_epochs: int = 0
+    epochs: int = 5
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    seed: int = 0
+    out: str = "runs/train"
+    resume: bool = False
+    tensorboard: bool = False
+    smoke: bool = False
+    workers: int = 0
+    amp: bool | None = None             # None: on where it is faster (CUDA)
+    device: str = "auto"
+    n_train: int = 4000                 # synthetic dataset sizes
+    n_val: int = 1000
+    frames_per_video: int = 8
+    freeze_epochs: int = 0
+    unfreeze_every: int = 1
+    backbone_lr_scale: float = 0.1
+    val_attack_steps: int = 10
+    best_metric: str | None = None      # default: val_pgd_acc when adversarial, else val_auc
+    progress: bool = True
+
+    @property
+    def pgd_alpha(self) -> float:
+        return self.alpha if self.alpha is not None else self.eps / 4
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Settings of ``deepshield evaluate``."""
+
+    checkpoint: str
+    dataset: str = "synthetic"
+    attacks: tuple[str, ...] = ("fgsm", "pgd")
+    eps: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
+    norm: str = "linf"
+    steps: int = 10
+    restarts: int = 1
+    batch_size: int = 128
+    n_test: int = 1000
+    seed: int = 0
+    out: str | None = None
+    device: str = "auto"
+    sanity: bool = True
+    progress: bool = True
+    extra: dict = field(default_factory=dict)

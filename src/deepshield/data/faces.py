@@ -1,0 +1,311 @@
+"""Face detectors behind one small interface, face selection/tracking across frames, and crop geometry.
+
+    >>> detector = build_detector("mtcnn", max_side=640)
+    >>> faces_per_frame = detector.detect([frame0, frame1])      # HxWx3 uint8 RGB arrays
+    >>> crop = crop_face(frame0, faces_per_frame[0][0].box, size=224, margin=1.3)
+
+Boxes are ``(x0, y0, x1, y1)`` in pixels of the full-resolution frame, whatever resolution the detector
+worked at. Crops are squares of ``margin`` x the box's longer side centred on the box; where the square
+leaves the frame it is padded with black, never squashed, then resized to ``size`` x ``size``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face: box (x0, y0, x1, y1) in full-resolution pixels and detector confidence in [0, 1]."""
+
+    box: tuple[float, float, float, float]
+    score: float
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1])
+
+
+@runtime_checkable
+class FaceDetector(Protocol):
+    """Anything that finds faces in a batch of HxWx3 uint8 RGB frames (one list of faces per frame)."""
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]: ...
+
+
+DETECTORS: dict[str, Callable[..., FaceDetector]] = {}
+
+
+def register_detector(name: str) -> Callable[[Callable[..., FaceDetector]], Callable[..., FaceDetector]]:
+    """Class decorator adding a detector backend to ``DETECTORS`` under ``name``."""
+
+    def add(factory: Callable[..., FaceDetector]) -> Callable[..., FaceDetector]:
+        DETECTORS[name] = factory
+        return factory
+
+    return add
+
+
+def build_detector(name: str, **kwargs: object) -> FaceDetector:
+    """A detector from the registry, e.g. ``build_detector("mtcnn", max_side=640)``."""
+    if name not in DETECTORS:
+        raise ValueError(f"unknown face detector {name!r}; choose from {sorted(DETECTORS)}")
+    return DETECTORS[name](**kwargs)
+
+
+# --- crop geometry -------------------------------------------------------------------------------------
+
+
+def square_box(box: Sequence[float], margin: float) -> tuple[int, int, int, int]:
+    """Integer square (x0, y0, x1, y1) of side ``margin`` x the box's longer side, centred on the box.
+
+    It may extend past the frame; ``crop_face`` pads those parts.
+    """
+    x0, y0, x1, y1 = (float(v) for v in box)
+    side = max(1, int(round(margin * max(x1 - x0, y1 - y0))))
+    left = int(round((x0 + x1) / 2 - side / 2))
+    top = int(round((y0 + y1) / 2 - side / 2))
+    return left, top, left + side, top + side
+
+
+def crop_face(image: np.ndarray, box: Sequence[float], size: int, margin: float) -> np.ndarray:
+    """``size`` x ``size`` RGB crop of the margin square around ``box``, black where it leaves the frame."""
+    left, top, right, bottom = square_box(box, margin)
+    side = right - left
+    height, width = image.shape[:2]
+    canvas = np.zeros((side, side, 3), dtype=np.uint8)
+    sx0, sy0 = max(left, 0), max(top, 0)
+    sx1, sy1 = min(right, width), min(bottom, height)
+    if sx1 > sx0 and sy1 > sy0:
+        canvas[sy0 - top : sy1 - top, sx0 - left : sx1 - left] = image[sy0:sy1, sx0:sx1]
+    if side == size:
+        return canvas
+    return np.asarray(Image.fromarray(canvas).resize((size, size), Image.Resampling.BICUBIC))
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+# --- which faces to keep -----------------------------------------------------------------------------
+
+
+class LargestFace:
+    """Keeps the largest face of each frame (ties: the most confident) as face 0."""
+
+    def update(self, faces: Sequence[Face]) -> list[tuple[int, Face]]:
+        if not faces:
+            return []
+        return [(0, max(faces, key=lambda f: (f.area, f.score)))]
+
+
+class IoUTracker:
+    """Keeps every face, with a ``face_index`` that follows the same face across frames.
+
+    Each face is matched greedily (highest IoU first) to the box a track had when last seen; unmatched
+    faces open new tracks, numbered in order of appearance (within a frame: largest first).
+    """
+
+    def __init__(self, min_iou: float = 0.3) -> None:
+        self.min_iou = min_iou
+        self.tracks: list[tuple[float, float, float, float]] = []
+
+    def update(self, faces: Sequence[Face]) -> list[tuple[int, Face]]:
+        pairs = sorted(
+            ((box_iou(face.box, last), i, t) for i, face in enumerate(faces) for t, last in enumerate(self.tracks)),
+            reverse=True,
+        )
+        assigned: dict[int, int] = {}
+        used: set[int] = set()
+        for iou, i, t in pairs:
+            if iou >= self.min_iou and i not in assigned and t not in used:
+                assigned[i] = t
+                used.add(t)
+        for i in sorted(set(range(len(faces))) - set(assigned), key=lambda i: -faces[i].area):
+            assigned[i] = len(self.tracks)
+            self.tracks.append(faces[i].box)
+        for i, t in assigned.items():
+            self.tracks[t] = faces[i].box
+        return sorted(((t, faces[i]) for i, t in assigned.items()), key=lambda item: item[0])
+
+
+FACE_SELECTORS: dict[str, Callable[[], LargestFace | IoUTracker]] = {"largest": LargestFace, "all": IoUTracker}
+
+
+def build_selector(mode: str) -> LargestFace | IoUTracker:
+    """A fresh per-video face selector: ``largest`` (one face per frame) or ``all`` (tracked faces)."""
+    if mode not in FACE_SELECTORS:
+        raise ValueError(f"unknown --faces mode {mode!r}; choose from {sorted(FACE_SELECTORS)}")
+    return FACE_SELECTORS[mode]()
+
+
+# --- MTCNN -----------------------------------------------------------------------------------------
+
+
+@register_detector("mtcnn")
+class MTCNNDetector:
+    """MTCNN (Zhang et al., 2016) with facenet-pytorch's P/R/O-nets; the weights ship in its wheel.
+
+    Almost all of MTCNN's cost is the P-Net image pyramid, so that stage runs on the frames downscaled
+    to at most ``max_side`` pixels on their longer side, in batches of ``batch_size`` frames of equal
+    size. R-Net and O-Net then score and regress the candidate boxes from full-resolution crops, so the
+    final boxes are as precise as on the full frame. Faces under ``min_face_size`` pixels *at the
+    downscaled size* are not searched for. ``thresholds`` are the three stages' score thresholds.
+    """
+
+    def __init__(
+        self,
+        max_side: int = 640,
+        min_face_size: int = 20,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        factor: float = 0.709,
+        batch_size: int = 16,
+        device: str = "cpu",
+    ) -> None:
+        from facenet_pytorch import MTCNN
+
+        if max_side < 48:
+            raise ValueError(f"max_side must be >= 48 pixels, got {max_side}")
+        self.max_side, self.min_face_size = max_side, min_face_size
+        self.thresholds, self.factor, self.batch_size = tuple(thresholds), factor, batch_size
+        nets = MTCNN(device=device).eval()
+        self.pnet, self.rnet, self.onet = nets.pnet, nets.rnet, nets.onet
+        self.device = device
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Faces in each HxWx3 uint8 RGB image, most confident first; boxes in full-resolution pixels."""
+        results: list[list[Face]] = [[] for _ in images]
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            by_shape.setdefault(image.shape, []).append(i)
+        for indices in by_shape.values():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start : start + self.batch_size]
+                for i, faces in zip(chunk, self._detect_batch([images[i] for i in chunk]), strict=True):
+                    results[i] = faces
+        return results
+
+    def _detect_batch(self, frames: list[np.ndarray]) -> list[list[Face]]:
+        import torch
+        from facenet_pytorch.models.utils.detect_face import batched_nms_numpy, bbreg
+
+        with torch.inference_mode():
+            full = torch.from_numpy(np.stack(frames)).to(self.device).permute(0, 3, 1, 2)
+            boxes, owner = self._propose(full)
+            boxes, owner, reg = self._stage(full, boxes, owner, self.rnet, 24, self.thresholds[1])
+            if len(boxes):
+                boxes = _square(bbreg(boxes, reg))
+                boxes, owner, reg = self._stage(full, boxes, owner, self.onet, 48, self.thresholds[2])
+            if len(boxes):
+                boxes = bbreg(boxes, reg)
+                keep = batched_nms_numpy(boxes[:, :4], boxes[:, 4], owner, 0.7, "Min")
+                boxes, owner = boxes[keep], owner[keep]
+            found: list[list[Face]] = [[] for _ in frames]
+            for row, i in zip(boxes.cpu().numpy().astype(float), owner.cpu().tolist(), strict=True):
+                found[i].append(Face(box=tuple(row[:4].tolist()), score=float(row[4])))
+        return [sorted(faces, key=lambda f: -f.score) for faces in found]
+
+    def _propose(self, full: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """P-Net over the pyramid of the downscaled frames: candidate squares in full-resolution pixels."""
+        import torch
+        from facenet_pytorch.models.utils.detect_face import generateBoundingBox, imresample
+        from torchvision.ops import batched_nms
+
+        height, width = full.shape[2:]
+        scale = min(1.0, self.max_side / max(height, width))
+        small = full.float()
+        if scale < 1.0:
+            small = imresample(small, (max(1, round(height * scale)), max(1, round(width * scale))))
+        sh, sw = small.shape[2:]
+        level, found, owners = 12.0 / self.min_face_size, [], []
+        while min(sh, sw) * level >= 12:
+            pyramid = (imresample(small, (int(sh * level + 1), int(sw * level + 1))) - 127.5) * 0.0078125
+            reg, probs = self.pnet(pyramid)
+            cand, owner = generateBoundingBox(reg, probs[:, 1], level, self.thresholds[0])
+            keep = batched_nms(cand[:, :4], cand[:, 4], owner, 0.5)
+            found.append(cand[keep])
+            owners.append(owner[keep])
+            level *= self.factor
+        if not found:
+            return torch.zeros(0, 5), torch.zeros(0, dtype=torch.long)
+        cand, owner = torch.cat(found), torch.cat(owners)
+        keep = batched_nms(cand[:, :4], cand[:, 4], owner, 0.7)
+        cand, owner = cand[keep], owner[keep]
+        w, h = cand[:, 2] - cand[:, 0], cand[:, 3] - cand[:, 1]
+        boxes = torch.stack(
+            [cand[:, 0] + cand[:, 5] * w, cand[:, 1] + cand[:, 6] * h,
+             cand[:, 2] + cand[:, 7] * w, cand[:, 3] + cand[:, 8] * h, cand[:, 4]], dim=1
+        )
+        boxes[:, :4] /= scale
+        return _square(boxes), owner
+
+    def _stage(
+        self, full: torch.Tensor, boxes: torch.Tensor, owner: torch.Tensor, net: torch.nn.Module,
+        size: int, threshold: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Score full-resolution crops of ``boxes`` with R-Net or O-Net; keep those above ``threshold``."""
+        import torch
+        from facenet_pytorch.models.utils.detect_face import imresample
+        from torchvision.ops import batched_nms
+
+        height, width = full.shape[2:]
+        x0 = boxes[:, 0].trunc().int().clamp(min=1) - 1
+        y0 = boxes[:, 1].trunc().int().clamp(min=1) - 1
+        x1 = boxes[:, 2].trunc().int().clamp(max=width)
+        y1 = boxes[:, 3].trunc().int().clamp(max=height)
+        valid = ((x1 > x0) & (y1 > y0)).nonzero().flatten()
+        if len(valid) == 0:
+            return boxes[:0], owner[:0], boxes[:0, :4]
+        boxes, owner = boxes[valid], owner[valid]
+        crops = torch.cat([
+            imresample(full[owner[k], :, y0[v] : y1[v], x0[v] : x1[v]].unsqueeze(0).float(), (size, size))
+            for k, v in enumerate(valid.tolist())
+        ])
+        out = net((crops - 127.5) * 0.0078125)
+        reg, score = out[0], out[-1][:, 1]
+        keep = score > threshold
+        boxes = torch.cat([boxes[keep, :4], score[keep, None]], dim=1)
+        owner, reg = owner[keep], reg[keep]
+        if net is self.rnet and len(boxes):
+            nms = batched_nms(boxes[:, :4], boxes[:, 4], owner, 0.7)
+            boxes, owner, reg = boxes[nms], owner[nms], reg[nms]
+        return boxes, owner, reg
+
+
+def _square(boxes: torch.Tensor) -> torch.Tensor:
+    """MTCNN's rerec: grow each box to a square on its longer side, same centre (in place)."""
+    from facenet_pytorch.models.utils.detect_face import rerec
+
+    return rerec(boxes)
+
+
+__all__ = [
+    "DETECTORS",
+    "FACE_SELECTORS",
+    "Face",
+    "FaceDetector",
+    "IoUTracker",
+    "LargestFace",
+    "MTCNNDetector",
+    "box_iou",
+    "build_detector",
+    "build_selector",
+    "crop_face",
+    "register_detector",
+    "square_box",
+]

@@ -24,6 +24,8 @@ from deepshield.training.checkpoint import load_checkpoint, rng_state, save_chec
 from deepshield.training.logging import RunLogger
 from deepshield.training.loops import predict, seed_everything, select_device, train_epoch
 from deepshield.training.objectives import build_objective
+from deepshield.training.optim import build_optimizer, build_unfreeze_schedule
+from deepshield.training.precision import build_precision
 
 
 @dataclass
@@ -95,7 +97,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     train_ds, val_ds = build_datasets(cfg)
     model = build_model(cfg.backbone, num_classes=2, image_size=cfg.image_size,
                         pretrained=cfg.pretrained).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = build_optimizer(model, cfg)
+    unfreeze = build_unfreeze_schedule(model, cfg)
+    precision = build_precision(cfg, device)
     steps_per_epoch = len(make_loader(train_ds, cfg, 0))
     scheduler = cosine_with_warmup(optimizer, cfg.epochs * steps_per_epoch, warmup=steps_per_epoch // 2)
     best_metric = cfg.best_metric or ("val_pgd_acc" if cfg.adv != "none" else "val_auc")
@@ -106,6 +110,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
+        if precision.scaler is not None and "scaler" in ckpt:
+            precision.scaler.load_state_dict(ckpt["scaler"])
         start_epoch, best, metrics = ckpt["epoch"] + 1, ckpt["best"], ckpt["metrics"]
         set_rng_state(ckpt["rng"])
     tmp = out / ".config.json.tmp"
@@ -119,8 +125,10 @@ def train(cfg: TrainConfig) -> TrainResult:
             eps = eps_at(cfg, epoch)
             objective = build_objective(cfg.adv, eps=eps, alpha=cfg.alpha if cfg.alpha else eps / 4,
                                         steps=cfg.steps, beta=cfg.trades_beta)
+            unfreeze(epoch)
             stats = train_epoch(model, make_loader(train_ds, cfg, epoch), objective, optimizer, device,
-                                scheduler=scheduler, progress=cfg.progress, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+                                scheduler=scheduler, autocast=precision.autocast, scaler=precision.scaler,
+                                progress=cfg.progress, desc=f"epoch {epoch + 1}/{cfg.epochs}")
             metrics = {"epoch": epoch + 1, "train_loss": stats.loss, "train_acc": stats.acc, "eps": eps,
                        "lr": optimizer.param_groups[0]["lr"], "images_per_s": stats.images_per_s,
                        **validate(model, val_loader, device, cfg, cfg.eps)}
@@ -128,6 +136,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "epoch": epoch, "metrics": metrics,
                      "config": cfg.to_dict(), "rng": rng_state()}
+            if precision.scaler is not None:
+                state["scaler"] = precision.scaler.state_dict()
             if metrics[best_metric] >= best or not best_path.exists():
                 best = metrics[best_metric]
                 save_checkpoint(best_path, **state, best=best)

@@ -66,7 +66,8 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k not in ("func", "command")})
     result = train(cfg)
-    print(f"best checkpoint: {result.best_path}")
+    if os.environ.get("RANK", "0") == "0":  # one line under torchrun, not one per rank
+        print(f"best checkpoint: {result.best_path}")
     return 0
 
 

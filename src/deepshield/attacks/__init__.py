@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from deepshield.attacks.base import Attack
+from deepshield.attacks.external import APGD, Square
 from deepshield.attacks.fgsm import FGSM
 from deepshield.attacks.pgd import PGD
 
-ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD}
+ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD, "apgd": APGD, "square": Square}
 
 
 def build_attack(name: str, **kwargs: object) -> Attack:
@@ -16,4 +17,4 @@ def build_attack(name: str, **kwargs: object) -> Attack:
     return ATTACKS[name](**kwargs)
 
 
-__all__ = ["ATTACKS", "FGSM", "PGD", "Attack", "build_attack"]
+__all__ = ["APGD", "ATTACKS", "FGSM", "PGD", "Attack", "Square", "build_attack"]

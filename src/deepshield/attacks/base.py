@@ -88,12 +88,13 @@ class Attack:
         try:
             if self.eval_mode:
                 model.eval()
-            with torch.enable_grad():
+            with torch.inference_mode(False), torch.enable_grad():
                 x_adv = self._perturb(model, x, y)
         finally:
             for m, mode in zip(model.modules(), modes):
                 m.training = mode
-        return project(x_adv.detach(), x, self.eps, self.norm)
+        with torch.inference_mode(False):
+            return project(x_adv.detach(), x, self.eps, self.norm)
 
     def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -206,7 +206,8 @@ class MTCNNDetector:
 
         with torch.inference_mode():
             full = torch.from_numpy(np.stack(frames)).to(self.device).permute(0, 3, 1, 2)
-            boxes, owner = self._propose(full)
+            small, scale = self._downscale(full)
+            boxes, owner = self._propose(small, scale)
             boxes, owner, reg = self._stage(full, boxes, owner, self.rnet, 24, self.thresholds[1])
             if len(boxes):
                 boxes = _square(bbreg(boxes, reg))
@@ -220,17 +221,23 @@ class MTCNNDetector:
                 found[i].append(Face(box=tuple(row[:4].tolist()), score=float(row[4])))
         return [sorted(faces, key=lambda f: -f.score) for faces in found]
 
-    def _propose(self, full: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """P-Net over the pyramid of the downscaled frames: candidate squares in full-resolution pixels."""
-        import torch
-        from facenet_pytorch.models.utils.detect_face import generateBoundingBox, imresample
-        from torchvision.ops import batched_nms
+    def _downscale(self, full: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """Frames as float, area-downscaled so the longer side is at most ``max_side``; and the scale."""
+        from facenet_pytorch.models.utils.detect_face import imresample
 
         height, width = full.shape[2:]
         scale = min(1.0, self.max_side / max(height, width))
         small = full.float()
         if scale < 1.0:
             small = imresample(small, (max(1, round(height * scale)), max(1, round(width * scale))))
+        return small, scale
+
+    def _propose(self, small: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """P-Net over the pyramid of the downscaled frames: candidate squares in full-resolution pixels."""
+        import torch
+        from facenet_pytorch.models.utils.detect_face import generateBoundingBox, imresample
+        from torchvision.ops import batched_nms
+
         sh, sw = small.shape[2:]
         level, found, owners = 12.0 / self.min_face_size, [], []
         while min(sh, sw) * level >= 12:
@@ -263,6 +270,7 @@ class MTCNNDetector:
         from facenet_pytorch.models.utils.detect_face import imresample
         from torchvision.ops import batched_nms
 
+        # MTCNN's pad(): 1-based inclusive boxes, clipped to the frame.
         height, width = full.shape[2:]
         x0 = boxes[:, 0].trunc().int().clamp(min=1) - 1
         y0 = boxes[:, 1].trunc().int().clamp(min=1) - 1

@@ -12,16 +12,26 @@ from tqdm.auto import tqdm
 class RunLogger:
     """Appends one JSON line per ``log`` call to ``out/metrics.jsonl`` and mirrors it to TensorBoard."""
 
-    def __init__(self, out: Path, tensorboard: bool = False, resume: bool = False, enabled: bool = True) -> None:
+    def __init__(self, out: Path, tensorboard: bool = False, resume_epoch: int = 0, enabled: bool = True) -> None:
         self.enabled = enabled
         self.path = Path(out) / "metrics.jsonl"
         self.writer = None
-        if enabled and not resume:
-            self.path.write_text("")
+        if enabled:
+            self._truncate(resume_epoch)
         if enabled and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(log_dir=str(Path(out) / "tensorboard"))
+
+    def _truncate(self, epochs_done: int) -> None:
+        """Keep only the lines of epochs a resumed run will not redo (all of them for a fresh run: none)."""
+        kept = []
+        if epochs_done > 0 and self.path.exists():
+            kept = [ln for ln in self.path.read_text().splitlines()
+                    if ln.strip() and json.loads(ln).get("epoch", 0) <= epochs_done]
+        tmp = self.path.with_name(".metrics.jsonl.tmp")
+        tmp.write_text("".join(ln + "\n" for ln in kept))
+        tmp.replace(self.path)
 
     def info(self, message: str) -> None:
         if self.enabled:

@@ -10,7 +10,8 @@ the logits its accuracy is measured on (adversarial logits for adversarial objec
 - ``trades``  TRADES (Zhang et al., ICML 2019): CE(clean) + β·KL(p(x) ‖ p(x')), x' maximizing the KL.
 - ``mart``    MART (Wang et al., ICLR 2020): boosted CE on x' + β·KL(p(x) ‖ p(x'))·(1 − p_y(x)).
 Attacks run in eval mode (BatchNorm statistics untouched) except for ``fgsm-rs``, following each
-paper's reference code. Attack gradients never reach the parameters (see deepshield.attacks).
+paper's reference code. Attack gradients never reach the parameters (see deepshield.attacks), and
+attacks run on the plain module inside DDP so they trigger no gradient synchronization.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepshield.attacks import FGSM, PGD
+from deepshield.training.distributed import unwrap
 
 
 class Output(NamedTuple):
@@ -45,7 +47,7 @@ def pgd_at(eps: float, alpha: float, steps: int, **_: object) -> Objective:
     attack = PGD(eps=eps, alpha=alpha, steps=steps, random_start=True, eval_mode=True)
 
     def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Output:
-        logits = model(attack(model, x, y))
+        logits = model(attack(unwrap(model), x, y))
         return Output(F.cross_entropy(logits.float(), y), logits)
 
     return objective
@@ -56,7 +58,7 @@ def fgsm_rs(eps: float, alpha: float | None = None, **_: object) -> Objective:
     attack = FGSM(eps=eps, alpha=1.25 * eps, random_start=True, eval_mode=False)
 
     def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Output:
-        logits = model(attack(model, x, y))
+        logits = model(attack(unwrap(model), x, y))
         return Output(F.cross_entropy(logits.float(), y), logits)
 
     return objective
@@ -90,12 +92,13 @@ def trades(eps: float, alpha: float, steps: int, beta: float = 6.0, **_: object)
     attack = PGD(eps=eps, alpha=alpha, steps=steps, random_start=True, loss_fn=kl_to_clean, eval_mode=True)
 
     def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Output:
+        plain = unwrap(model)
         with torch.no_grad():
-            was = model.training
-            model.eval()
-            p_clean = F.softmax(model(x).float(), 1)
-            model.train(was)
-        x_adv = attack(model, x, p_clean)
+            was = plain.training
+            plain.eval()
+            p_clean = F.softmax(plain(x).float(), 1)
+            plain.train(was)
+        x_adv = attack(plain, x, p_clean)
         # Separate forward passes, so BatchNorm normalizes each batch on its own as in the paper.
         logits_clean, logits_adv = model(x), model(x_adv)
         return Output(trades_loss(logits_clean, logits_adv, y, beta), logits_adv)
@@ -107,7 +110,7 @@ def mart(eps: float, alpha: float, steps: int, beta: float = 6.0, **_: object) -
     attack = PGD(eps=eps, alpha=alpha, steps=steps, random_start=True, eval_mode=True)
 
     def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Output:
-        x_adv = attack(model, x, y)
+        x_adv = attack(unwrap(model), x, y)
         logits_clean, logits_adv = model(x), model(x_adv)
         return Output(mart_loss(logits_clean, logits_adv, y, beta), logits_adv)
 

@@ -1,7 +1,8 @@
-"""The training run: data, model, objective, optimizer, checkpoints, logging, resume.
+"""The training run: data, model, objective, optimizer, checkpoints, logging, resume, DDP.
 
 Read top to bottom: build everything, maybe resume, then for each epoch build the objective at the
-epoch's ε, train one epoch, validate, log, checkpoint.
+epoch's ε, train one epoch, validate, log, checkpoint. Precision (AMP), DDP and the objective are
+injected; the loop does not branch on them.
 """
 
 from __future__ import annotations
@@ -9,18 +10,22 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
 from deepshield.attacks import PGD
 from deepshield.config import TrainConfig
 from deepshield.data.datasets import build_datasets
 from deepshield.models import build_model, count_parameters
 from deepshield.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from deepshield.training.distributed import (DistInfo, all_reduce_mean, cleanup, device_for, gather_arrays,
+                                             init_distributed, unwrap)
 from deepshield.training.logging import RunLogger
 from deepshield.training.loops import predict, seed_everything, select_device, train_epoch
 from deepshield.training.objectives import build_objective
@@ -38,8 +43,6 @@ class TrainResult:
 
 def smoke_config(cfg: TrainConfig) -> TrainConfig:
     """A seconds-long version of ``cfg`` (tiny data, one epoch, few steps)."""
-    from dataclasses import replace
-
     return replace(cfg, epochs=1, n_train=256, n_val=128, image_size=min(cfg.image_size, 32),
                    steps=min(cfg.steps, 2), val_attack_steps=2)
 
@@ -51,14 +54,26 @@ def eps_at(cfg: TrainConfig, epoch: int) -> float:
     return cfg.eps * min(1.0, (epoch + 1) / cfg.adv_warmup_epochs)
 
 
-def make_loader(ds: Dataset, cfg: TrainConfig, epoch: int | None) -> DataLoader:
-    """Training loader (epoch given: a shuffle seeded by seed and epoch, so resume replays it) or eval."""
-    sampler = None
-    if epoch is not None:
+def make_loader(ds: Dataset, cfg: TrainConfig, epoch: int | None, info: DistInfo = DistInfo()) -> DataLoader:
+    """Training loader (epoch given: a shuffle seeded by seed and epoch, so resume replays it) or eval.
+
+    Under DDP each rank gets its shard, reshuffled per epoch with the same seed on every rank, and the
+    per-rank batch is ``batch_size / world_size`` so the global batch matches a single process.
+    """
+    batch = max(1, cfg.batch_size // info.world_size)
+    train = epoch is not None
+    if info.enabled:
+        sampler = DistributedSampler(ds, num_replicas=info.world_size, rank=info.rank, shuffle=train,
+                                     seed=cfg.seed, drop_last=False)
+        sampler.set_epoch(epoch or 0)
+    elif train:
         sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
-    return DataLoader(ds, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                      drop_last=epoch is not None and len(ds) > cfg.batch_size,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=False)
+    else:
+        sampler = None
+    if train and hasattr(ds, "set_epoch"):
+        ds.set_epoch(epoch)
+    return DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=cfg.workers,
+                      drop_last=train and len(ds) > cfg.batch_size, pin_memory=torch.cuda.is_available())
 
 
 def cosine_with_warmup(optimizer: torch.optim.Optimizer, total: int, warmup: int):
@@ -72,18 +87,23 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, total: int, warmup: int
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def validate(model, loader, device, cfg: TrainConfig, eps: float) -> dict[str, float]:
-    """Clean accuracy/AUC and, when training adversarially, PGD accuracy at the current ε."""
-    clean = predict(model, loader, device)
-    metrics = {"val_acc": clean.acc, "val_auc": _auc(clean.labels, clean.probs)}
+def _auc(labels: np.ndarray, probs: np.ndarray) -> float:
+    return float(roc_auc_score(labels, probs)) if len(np.unique(labels)) == 2 else float("nan")
+
+
+def validate(model, ds: Dataset, cfg: TrainConfig, device, info: DistInfo, autocast) -> dict[str, float]:
+    """Clean accuracy/AUC and, when training adversarially, PGD accuracy at the target ε (all ranks)."""
+    loader = make_loader(ds, cfg, None, info)
+    indices = np.array(list(loader.sampler) if info.enabled else range(len(ds)))
+    clean = predict(model, loader, device, autocast=autocast)
+    probs, labels = gather_arrays(indices, clean.probs, clean.labels, info=info)
+    metrics = {"val_acc": float(((probs >= 0.5) == labels).mean()), "val_auc": _auc(labels, probs)}
     if cfg.adv != "none":
-        attack = PGD(eps=eps, alpha=eps / 4, steps=cfg.val_attack_steps, seed=cfg.seed)
-        metrics["val_pgd_acc"] = predict(model, loader, device, attack=attack).acc
+        attack = PGD(eps=cfg.eps, alpha=cfg.eps / 4, steps=cfg.val_attack_steps, seed=cfg.seed)
+        adv = predict(model, loader, device, attack=attack, autocast=autocast)
+        (adv_probs,) = gather_arrays(indices, adv.probs, info=info)
+        metrics["val_pgd_acc"] = float(((adv_probs >= 0.5) == labels).mean())
     return metrics
-
-
-def _auc(labels, probs) -> float:
-    return float(roc_auc_score(labels, probs)) if len(set(labels.tolist())) == 2 else float("nan")
 
 
 def train(cfg: TrainConfig) -> TrainResult:
@@ -91,16 +111,16 @@ def train(cfg: TrainConfig) -> TrainResult:
     if cfg.smoke:
         cfg = smoke_config(cfg)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed)
-    device = select_device(cfg.device)
+    info = init_distributed(select_device(cfg.device))
+    device = device_for(info, select_device(cfg.device))
+    seed_everything(cfg.seed + info.rank)  # per-rank attack random starts differ, as they should
     train_ds, val_ds = build_datasets(cfg)
     model = build_model(cfg.backbone, num_classes=2, image_size=cfg.image_size,
                         pretrained=cfg.pretrained).to(device)
     optimizer = build_optimizer(model, cfg)
     unfreeze = build_unfreeze_schedule(model, cfg)
     precision = build_precision(cfg, device)
-    steps_per_epoch = len(make_loader(train_ds, cfg, 0))
+    steps_per_epoch = len(make_loader(train_ds, cfg, 0, info))
     scheduler = cosine_with_warmup(optimizer, cfg.epochs * steps_per_epoch, warmup=steps_per_epoch // 2)
     best_metric = cfg.best_metric or ("val_pgd_acc" if cfg.adv != "none" else "val_auc")
     start_epoch, best, metrics = 0, -math.inf, {}
@@ -113,33 +133,57 @@ def train(cfg: TrainConfig) -> TrainResult:
         if precision.scaler is not None and "scaler" in ckpt:
             precision.scaler.load_state_dict(ckpt["scaler"])
         start_epoch, best, metrics = ckpt["epoch"] + 1, ckpt["best"], ckpt["metrics"]
-        set_rng_state(ckpt["rng"])
-    tmp = out / ".config.json.tmp"
-    tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
-    os.replace(tmp, out / "config.json")
-    val_loader = make_loader(val_ds, cfg, None)
-    with RunLogger(out, tensorboard=cfg.tensorboard, resume=start_epoch > 0) as log:
-        log.info(f"{cfg.backbone}: {count_parameters(model):,} trainable parameters; "
-                 f"{len(train_ds)} train / {len(val_ds)} val images; objective {cfg.adv}; device {device}")
-        for epoch in range(start_epoch, cfg.epochs):
-            eps = eps_at(cfg, epoch)
-            objective = build_objective(cfg.adv, eps=eps, alpha=cfg.alpha if cfg.alpha else eps / 4,
-                                        steps=cfg.steps, beta=cfg.trades_beta)
-            unfreeze(epoch)
-            stats = train_epoch(model, make_loader(train_ds, cfg, epoch), objective, optimizer, device,
-                                scheduler=scheduler, autocast=precision.autocast, scaler=precision.scaler,
-                                progress=cfg.progress, desc=f"epoch {epoch + 1}/{cfg.epochs}")
-            metrics = {"epoch": epoch + 1, "train_loss": stats.loss, "train_acc": stats.acc, "eps": eps,
-                       "lr": optimizer.param_groups[0]["lr"], "images_per_s": stats.images_per_s,
-                       **validate(model, val_loader, device, cfg, cfg.eps)}
-            log.log(metrics, step=epoch + 1)
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "epoch": epoch, "metrics": metrics,
-                     "config": cfg.to_dict(), "rng": rng_state()}
-            if precision.scaler is not None:
-                state["scaler"] = precision.scaler.state_dict()
-            if metrics[best_metric] >= best or not best_path.exists():
-                best = metrics[best_metric]
-                save_checkpoint(best_path, **state, best=best)
-            save_checkpoint(last_path, **state, best=best)
+        set_rng_state(ckpt["rng"][info.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / ".config.json.tmp"
+        tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
+        os.replace(tmp, out / "config.json")
+    net = DistributedDataParallel(model) if info.enabled else model
+    try:
+        with RunLogger(out, tensorboard=cfg.tensorboard, resume_epoch=start_epoch, enabled=info.is_main) as log:
+            log.info(f"{cfg.backbone}: {count_parameters(model):,} trainable parameters; {len(train_ds)} train / "
+                     f"{len(val_ds)} val images; objective {cfg.adv}; {precision.name} on {device}"
+                     + (f"; DDP x{info.world_size}" if info.enabled else ""))
+            for epoch in range(start_epoch, cfg.epochs):
+                eps = eps_at(cfg, epoch)
+                objective = build_objective(cfg.adv, eps=eps, alpha=cfg.alpha if cfg.alpha else eps / 4,
+                                            steps=cfg.steps, beta=cfg.trades_beta)
+                unfreeze(epoch)
+                stats = train_epoch(net, make_loader(train_ds, cfg, epoch, info), objective, optimizer, device,
+                                    scheduler=scheduler, autocast=precision.autocast, scaler=precision.scaler,
+                                    progress=cfg.progress and info.is_main,
+                                    desc=f"epoch {epoch + 1}/{cfg.epochs}")
+                train_stats = all_reduce_mean({"train_loss": stats.loss, "train_acc": stats.acc,
+                                               "images_per_s": stats.images_per_s}, stats.images, info)
+                train_stats["images_per_s"] *= info.world_size
+                metrics = {"epoch": epoch + 1, **train_stats, "eps": eps, "lr": optimizer.param_groups[0]["lr"],
+                           **validate(unwrap(net), val_ds, cfg, device, info, precision.autocast)}
+                # Log first: a kill before the checkpoint is redone on resume and its line dropped.
+                log.log(metrics, step=epoch + 1)
+                best = _checkpoint(model, optimizer, scheduler, precision, cfg, epoch, metrics, best,
+                                   best_metric, out, info)
+    finally:
+        cleanup(info)
     return TrainResult(out, metrics, best_path, last_path)
+
+
+def _checkpoint(model, optimizer, scheduler, precision, cfg, epoch, metrics, best, best_metric, out, info) -> float:
+    """Save last.pt (and best.pt when the metric improves) on rank 0; RNG states of every rank."""
+    rng = rng_state()
+    if info.enabled:
+        states: list = [None] * info.world_size
+        torch.distributed.all_gather_object(states, rng)
+        rng = states
+    improved = metrics[best_metric] >= best or math.isnan(best)
+    best = metrics[best_metric] if improved else best
+    if info.is_main:
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "epoch": epoch, "metrics": metrics,
+                 "config": cfg.to_dict(), "rng": rng, "best": best, "best_metric": best_metric}
+        if precision.scaler is not None:
+            state["scaler"] = precision.scaler.state_dict()
+        if improved or not (out / "best.pt").exists():
+            save_checkpoint(out / "best.pt", **state)
+        save_checkpoint(out / "last.pt", **state)
+    return best

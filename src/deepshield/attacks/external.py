@@ -1,0 +1,133 @@
+"""Library-backed attacks (ART, adversarial-robustness-toolbox 1.20) behind our attack interface.
+
+- ``APGD``: Auto-PGD with the cross-entropy loss, APGD-CE (Croce & Hein, ICML 2020, arXiv:2003.01690):
+  PGD with momentum and a step size that halves itself when progress stalls, so it needs no α tuning.
+  (APGD-DLR needs at least three classes; a real/fake detector has two.)
+- ``Square``: the Square attack (Andriushchenko et al., ECCV 2020, arXiv:1912.00049): random search
+  over square-shaped updates that only queries the model's logits. It never sees a gradient, so it
+  is the reference for gradient masking: if it beats the gradient attacks, the gradients are lying.
+
+Distance: L∞ or L2, pixel units, x in [0, 1] of shape [N, C, H, W], labels [N]. ART runs on numpy
+copies; these wrappers keep the invariants of :class:`~deepshield.attacks.base.Attack` (model modes
+restored, parameters' ``requires_grad`` and ``.grad`` untouched, result detached inside the ε-ball and
+[0, 1]) even though ART switches the model to eval and calls ``backward``/``zero_grad`` on it. ART
+draws from numpy's global RNG: with ``seed`` set, that state is seeded for the call and restored after.
+
+    >>> x_adv = APGD(eps=4/255, steps=50)(model, x, y)
+    >>> x_adv = Square(eps=4/255, queries=1000, seed=0)(model, x, y)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepshield.attacks.base import Attack
+
+_ART_NORMS = {"linf": np.inf, "l2": 2}
+
+
+@contextlib.contextmanager
+def frozen_parameters(model: nn.Module) -> Iterator[None]:
+    """Parameters stop requiring grad (ART's backward then never reaches them); their ``.grad`` and
+    ``requires_grad`` are restored afterwards, whatever ART's ``zero_grad`` did."""
+    saved = [(p, p.requires_grad, p.grad) for p in model.parameters()]
+    try:
+        for p, _, _ in saved:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, requires_grad, grad in saved:
+            p.grad = grad
+            p.requires_grad_(requires_grad)
+
+
+@contextlib.contextmanager
+def seeded_global_rng(seed: int | None) -> Iterator[None]:
+    """Seed numpy's and Python's global RNGs for the block and put their states back after (None: no-op)."""
+    if seed is None:
+        yield
+        return
+    np_state, py_state = np.random.get_state(), random.getstate()
+    np.random.seed(seed)
+    random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
+class ARTAttack(Attack):
+    """Base of ART-backed attacks: wraps the model in ``PyTorchClassifier`` (clip values (0, 1)) for one
+    call; subclasses build the ART attack in ``_art_attack(classifier, batch_size)``."""
+
+    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        from art.estimators.classification.pytorch import PyTorchClassifier  # slow import: only when used
+
+        with torch.no_grad():
+            n_classes = int(model(x[:1]).shape[1])
+        device_ctx = torch.cuda.device(x.device) if x.is_cuda else contextlib.nullcontext()
+        with device_ctx, frozen_parameters(model), seeded_global_rng(self.seed):
+            classifier = PyTorchClassifier(
+                model=model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=n_classes,
+                clip_values=(0.0, 1.0), device_type="gpu" if x.is_cuda else "cpu",
+            )
+            x_np = x.detach().float().cpu().numpy()
+            x_adv = self._art_attack(classifier, len(x)).generate(x_np, y=y.detach().cpu().numpy())
+        return torch.from_numpy(np.ascontiguousarray(x_adv)).to(device=x.device, dtype=x.dtype)
+
+    def _art_attack(self, classifier, batch_size: int):
+        raise NotImplementedError
+
+
+class APGD(ARTAttack):
+    """APGD-CE from ART. ``steps`` iterations per restart, ``restarts`` random starts (each only on the
+    samples still unfooled); initial step 2ε, as in AutoAttack. Defaults: 100 steps, 1 restart."""
+
+    def __init__(self, eps: float = 8 / 255, norm: str = "linf", steps: int = 100, restarts: int = 1,
+                 eval_mode: bool = True, seed: int | None = None) -> None:
+        super().__init__(eps, norm=norm, eval_mode=eval_mode, seed=seed)
+        if steps < 1 or restarts < 1:
+            raise ValueError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
+        self.steps, self.restarts = steps, restarts
+
+    def _art_attack(self, classifier, batch_size: int):
+        from art.attacks.evasion.auto_projected_gradient_descent import AutoProjectedGradientDescent
+
+        return AutoProjectedGradientDescent(
+            classifier, norm=_ART_NORMS[self.norm], eps=self.eps, eps_step=2 * self.eps, max_iter=self.steps,
+            targeted=False, nb_random_init=self.restarts, batch_size=batch_size, loss_type="cross_entropy",
+            verbose=False,
+        )
+
+
+class Square(ARTAttack):
+    """Square attack from ART (black-box, score-based). ``queries``: iterations, about one model query
+    per iteration per still-unfooled sample (fooled samples stop); ``p_init``: initial fraction of
+    pixels per square (0.8 as in AutoAttack). Defaults: 1000 queries, 1 restart."""
+
+    def __init__(self, eps: float = 8 / 255, norm: str = "linf", queries: int = 1000, restarts: int = 1,
+                 p_init: float = 0.8, eval_mode: bool = True, seed: int | None = None) -> None:
+        super().__init__(eps, norm=norm, eval_mode=eval_mode, seed=seed)
+        if queries < 1 or restarts < 1:
+            raise ValueError(f"queries and restarts must be >= 1, got queries={queries}, restarts={restarts}")
+        if not 0 < p_init <= 1:
+            raise ValueError(f"p_init must be in (0, 1], got {p_init}")
+        self.queries, self.restarts, self.p_init = queries, restarts, p_init
+
+    def _art_attack(self, classifier, batch_size: int):
+        from art.attacks.evasion.square_attack import SquareAttack
+
+        return SquareAttack(
+            classifier, norm=_ART_NORMS[self.norm], max_iter=self.queries, eps=self.eps, p_init=self.p_init,
+            nb_restarts=self.restarts, batch_size=batch_size, verbose=False,
+        )
+
+
+__all__ = ["APGD", "ARTAttack", "Square", "frozen_parameters", "seeded_global_rng"]

@@ -1,0 +1,196 @@
+"""Sanity checks against false robustness (Carlini et al. 2019, "On Evaluating Adversarial Robustness",
+arXiv:1902.06705, §5), run after every robust sweep and stored with its results.
+
+Each check is ``{"id", "name", "passed", "detail", ...}``; a failure means the robust accuracy is
+probably overestimated (gradient masking, a broken or too weak attack) and is flagged in the report
+and on the console. The checks:
+
+- ``monotone:<attack>``: accuracy does not rise with ε (a larger ball contains the smaller one);
+- ``iterative_vs_single_step``: PGD/APGD are at least as strong as FGSM;
+- ``blackbox_vs_whitebox``: Square (gradient-free) does not beat the best gradient attack; if it does,
+  the gradients are lying (masking). Square is run on a subset when the sweep did not include it;
+- ``more_steps``: PGD with 4x the steps and more restarts does not raise accuracy;
+- ``huge_eps``: at ε = 64/255 (L∞) or 16 (L2) accuracy is about 0 (the image can be made anything);
+- ``nonzero_gradients``: the loss has a non-zero input gradient for (almost) every sample.
+
+"More than noise" is one binomial standard error at p = 0.5 times 1.5 (:func:`noise_tolerance`).
+The extra attacks run on the first ``spec.sanity_n`` samples, compared on those same samples.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from deepshield.evaluation.robust import (
+    BLACK_BOX,
+    SINGLE_STEP,
+    WHITE_BOX,
+    SweepSpec,
+    attack_correct,
+    eps_label,
+    fake_probs,
+    make_attack,
+    robust_mask,
+    row_key,
+)
+from deepshield.training.loops import split_batch
+
+HUGE_EPS = {"linf": 64 / 255, "l2": 16.0}
+HUGE_EPS_MAX_ACC = 0.05
+ZERO_GRAD_MAX_FRACTION = 0.05
+
+
+def noise_tolerance(n: int, z: float = 1.5) -> float:
+    """How much two accuracies on the same ``n`` samples may differ by chance: z binomial SEs at p=0.5."""
+    n = max(1, n)
+    return max(1.0 / n, z * math.sqrt(0.25 / n))
+
+
+class _Subset:
+    """The first ``spec.sanity_n`` samples: their labels, sweep scores, and extra attacks run on them."""
+
+    def __init__(self, model, data, spec, results, device, batch_size):
+        n = min(len(data), spec.sanity_n, results["n"])
+        self.model, self.spec, self.device, self.n = model, spec, device, n
+        self.loader = DataLoader(Subset(data, range(n)), batch_size=batch_size, shuffle=False)
+        self.labels = np.asarray(results["samples"]["labels"][:n], dtype=int)
+        self.scores = {k: np.asarray(v[:n]) for k, v in results["samples"]["scores"].items()}
+
+    def robust(self, key: str) -> np.ndarray:
+        return robust_mask(self.labels, self.scores[key])
+
+    def run(self, attack) -> np.ndarray:
+        """Per-sample robustness of this subset under ``attack`` (correct samples attacked, early stop)."""
+        out = []
+        for batch in self.loader:
+            x, y, _ = split_batch(batch)
+            x, y = x.to(self.device), y.to(self.device)
+            _, p = attack_correct(self.model, x, y, attack)
+            out.append(((p >= 0.5).long() == y).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros(0, dtype=bool)
+
+    def zero_gradient_fraction(self) -> float:
+        zero, total = 0, 0
+        for batch in self.loader:
+            x, y, _ = split_batch(batch)
+            x = x.to(self.device).requires_grad_(True)
+            with torch.enable_grad():
+                loss = nn.functional.cross_entropy(self.model(x).float(), y.to(self.device), reduction="sum")
+                (grad,) = torch.autograd.grad(loss, x)
+            zero += int((grad.flatten(1).abs().amax(1) == 0).sum())
+            total += len(x)
+        return zero / max(1, total)
+
+
+def _check(cid: str, name: str, passed: bool, detail: str, **extra) -> dict:
+    return {"id": cid, "name": name, "passed": bool(passed), "detail": detail, **extra}
+
+
+def sanity_checks(model: nn.Module, data: Dataset, spec: SweepSpec, results: dict, device: torch.device,
+                  batch_size: int = 128) -> list[dict]:
+    """Run every check that applies to ``spec`` on a ``sweep`` result; see the module docstring."""
+    was_training = model.training
+    model.eval()
+    try:
+        return _run_checks(model, data, spec, results, device, batch_size)
+    finally:
+        model.train(was_training)
+
+
+def _run_checks(model, data, spec, results, device, batch_size) -> list[dict]:
+    n = max(1, results["n"])
+    tol = noise_tolerance(n)
+    by = {(r["attack"], r["eps"]): r for r in results["robust"]}
+    eps_list = sorted(set(spec.eps))
+    checks = []
+    for name in spec.attacks:
+        accs = [(e, by[(name, e)]["acc"]) for e in eps_list]
+        rises = [(e, a, b) for (_, a), (e, b) in zip(accs, accs[1:]) if b > a + tol]
+        checks.append(_check(f"monotone:{name}", f"{name}: accuracy does not rise with eps", not rises,
+                             " -> ".join(f"{a:.3f}" for _, a in accs) + f" (tolerance {tol:.3f})"))
+    white = [a for a in WHITE_BOX if a in spec.attacks]
+    single = [a for a in SINGLE_STEP if a in spec.attacks]
+    if white and single:
+        bad = [e for e in eps_list if min(by[(w, e)]["acc"] for w in white) > by[(single[0], e)]["acc"] + tol]
+        checks.append(_check(
+            "iterative_vs_single_step", f"{'/'.join(white)} at least as strong as {single[0]}", not bad,
+            ", ".join(f"{eps_label(e, spec.norm)}: {min(by[(w, e)]['acc'] for w in white):.3f} vs "
+                      f"{by[(single[0], e)]['acc']:.3f}" for e in eps_list)))
+    sub = _Subset(model, data, spec, results, device, batch_size)
+    checks.append(_blackbox_check(sub, spec, by, white, eps_list, tol))
+    checks.append(_more_steps_check(sub, spec, white, eps_list))
+    huge = HUGE_EPS[spec.norm]
+    steps = max(spec.steps, 20)
+    acc_huge = float(sub.run(make_attack("pgd", huge, replace(spec, early_stop=True), steps=steps)).mean())
+    checks.append(_check("huge_eps", f"pgd-{steps} at huge eps {eps_label(huge, spec.norm)} drives accuracy "
+                         "to ~0", acc_huge <= HUGE_EPS_MAX_ACC,
+                         f"accuracy {acc_huge:.3f} on {sub.n} samples (must be <= {HUGE_EPS_MAX_ACC})",
+                         value=acc_huge))
+    frac = sub.zero_gradient_fraction()
+    checks.append(_check("nonzero_gradients", "input gradients are non-zero", frac <= ZERO_GRAD_MAX_FRACTION,
+                         f"{frac:.1%} of {sub.n} samples have an all-zero loss gradient "
+                         f"(must be <= {ZERO_GRAD_MAX_FRACTION:.0%})", value=frac))
+    return checks
+
+
+def _blackbox_check(sub: _Subset, spec: SweepSpec, by: dict, white: list[str], eps_list: list[float],
+                    tol: float) -> dict:
+    """Square vs the best gradient attack, per ε in the sweep, or on the subset at the largest ε."""
+    name = "black-box (square) does not beat white-box attacks"
+    if BLACK_BOX[0] in spec.attacks and white:
+        parts, bad = [], []
+        for e in eps_list:
+            wb = min(by[(w, e)]["acc"] for w in white)
+            bb = by[(BLACK_BOX[0], e)]["acc"]
+            parts.append(f"{eps_label(e, spec.norm)}: square {bb:.3f} vs {'/'.join(white)} {wb:.3f}")
+            if bb < wb - tol:
+                bad.append(e)
+        return _check("blackbox_vs_whitebox", name, not bad, "; ".join(parts) + f" (tolerance {tol:.3f})")
+    eps = max(eps_list)
+    white_robust = (np.logical_and.reduce([sub.robust(row_key(w, eps, spec.norm)) for w in white]) if white
+                    else sub.run(make_attack("pgd", eps, spec)))
+    square = sub.run(make_attack(BLACK_BOX[0], eps, spec))
+    sub_tol = noise_tolerance(sub.n)
+    wb, bb = float(white_robust.mean()), float(square.mean())
+    only_square = int((white_robust & ~square).sum())
+    return _check("blackbox_vs_whitebox", name, bb >= wb - sub_tol,
+                  f"{eps_label(eps, spec.norm)} on {sub.n} samples: square {bb:.3f} vs "
+                  f"{'/'.join(white) or 'pgd'} {wb:.3f}; {only_square} samples fooled only by square "
+                  f"(tolerance {sub_tol:.3f})", value=bb)
+
+
+def _more_steps_check(sub: _Subset, spec: SweepSpec, white: list[str], eps_list: list[float]) -> dict:
+    eps = max(eps_list)
+    steps, restarts = spec.steps * 4, max(2, spec.restarts)
+    if "pgd" in spec.attacks:
+        base = sub.robust(row_key("pgd", eps, spec.norm))
+    else:
+        base = sub.run(make_attack("pgd", eps, spec))
+    strong = sub.run(make_attack("pgd", eps, spec, steps=steps, restarts=restarts))
+    tol = noise_tolerance(sub.n)
+    a, b = float(base.mean()), float(strong.mean())
+    return _check("more_steps", f"pgd with {steps} steps x {restarts} restarts does not raise accuracy",
+                  b <= a + tol, f"{eps_label(eps, spec.norm)} on {sub.n} samples: {spec.steps} steps "
+                  f"{a:.3f}; {steps} steps x {restarts} restarts {b:.3f} (tolerance {tol:.3f})", value=b)
+
+
+def failed(checks: list[dict]) -> list[dict]:
+    return [c for c in checks if not c["passed"]]
+
+
+def format_checks(checks: list[dict]) -> str:
+    """Console lines: PASS/FAIL per check, and a loud banner when any failed."""
+    lines = [f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']}: {c['detail']}" for c in checks]
+    bad = failed(checks)
+    if bad:
+        bar = "!" * 78
+        lines += [bar, f"!! {len(bad)} SANITY CHECK(S) FAILED: the robust accuracy above is probably "
+                  "OVERESTIMATED", "!! (gradient masking or a broken/weak attack); do not report it as is.",
+                  bar]
+    return "\n".join(lines)

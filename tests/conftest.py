@@ -1,0 +1,51 @@
+"""Shared fixtures: offline mode, few threads, a SmallCNN trained briefly on synthetic data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+DEV_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dev"
+
+
+@pytest.fixture(scope="session")
+def dev_data() -> Path:
+    """../shared/data/dev (real FF++ videos); tests that need it skip with a reason when it is absent."""
+    if not (DEV_DATA / "ffpp").is_dir():
+        pytest.skip(f"real dev data not found at {DEV_DATA}/ffpp (CI provides ../shared/data/dev)")
+    return DEV_DATA
+
+
+@pytest.fixture(scope="session")
+def synthetic_small():
+    from deepshield.data.synthetic import SyntheticDeepfakeDataset
+
+    return SyntheticDeepfakeDataset(256, image_size=32, seed=123)
+
+
+@pytest.fixture(scope="session")
+def trained_cnn():
+    """A SmallCNN trained for a few seconds on 32 px synthetic images (≈100% clean accuracy)."""
+    from torch.utils.data import DataLoader
+
+    from deepshield.data.synthetic import SyntheticDeepfakeDataset
+    from deepshield.models import build_model
+
+    torch.manual_seed(0)
+    ds = SyntheticDeepfakeDataset(1024, image_size=32, seed=0)
+    model = build_model("small_cnn")
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(4):
+        for x, y in DataLoader(ds, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    return model.eval()

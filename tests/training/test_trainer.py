@@ -1,0 +1,73 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from deepshield.config import TrainConfig
+from deepshield.training import trainer
+from deepshield.training.checkpoint import load_checkpoint
+
+TINY = dict(dataset="synthetic", backbone="small_cnn", image_size=32, n_train=256, n_val=64, batch_size=32,
+            steps=2, val_attack_steps=2, progress=False)
+
+
+def test_run_outputs_and_tensorboard(tmp_path):
+    cfg = TrainConfig(**TINY, epochs=2, adv="pgd", out=str(tmp_path / "run"), tensorboard=True)
+    result = trainer.train(cfg)
+    lines = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2]
+    assert {"train_loss", "train_acc", "val_acc", "val_auc", "val_pgd_acc", "lr", "eps", "images_per_s"} <= set(lines[0])
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["adv"] == "pgd"
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    ckpt = load_checkpoint(result.last_path)
+    assert ckpt["epoch"] == 1 and ckpt["config"]["adv"] == "pgd" and ckpt["version"]
+    assert {"model", "optimizer", "scheduler", "rng", "metrics", "best"} <= set(ckpt)
+    assert load_checkpoint(result.best_path)["best_metric"] == "val_pgd_acc"
+
+
+def test_eps_warmup():
+    cfg = TrainConfig(eps=8 / 255, adv_warmup_epochs=4)
+    assert [round(trainer.eps_at(cfg, e) * 255, 6) for e in range(5)] == [2, 4, 6, 8, 8]
+
+
+def test_kill_and_resume_is_bitwise_identical(tmp_path, monkeypatch):
+    cfg = TrainConfig(**TINY, epochs=4, adv="pgd", out=str(tmp_path / "straight"))
+    straight = trainer.train(cfg)
+
+    interrupted = TrainConfig(**{**cfg.to_dict(), "out": str(tmp_path / "resumed")})
+    real_save = trainer.save_checkpoint
+
+    def save_then_die(path, **state):
+        real_save(path, **state)
+        if path.name == "last.pt" and state["epoch"] == 1:
+            raise KeyboardInterrupt  # killed right after the second epoch's checkpoint
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(interrupted)
+    monkeypatch.undo()
+    resumed = trainer.train(TrainConfig(**{**interrupted.to_dict(), "resume": True}))
+
+    a, b = load_checkpoint(straight.last_path)["model"], load_checkpoint(resumed.last_path)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    curve = lambda p: [(m["epoch"], m["train_loss"]) for m in map(json.loads, (p / "metrics.jsonl").read_text().splitlines())]  # noqa: E731
+    assert curve(tmp_path / "straight") == curve(tmp_path / "resumed")
+
+
+@pytest.mark.slow
+def test_ddp_two_process_gloo_matches_single_process(tmp_path):
+    args = ["train", "--dataset", "synthetic", "--n-train", "768", "--n-val", "256", "--image-size", "32",
+            "--epochs", "3", "--batch-size", "64", "--lr", "3e-3", "--quiet"]
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "deepshield", *args, "--out", str(tmp_path / "ddp")],
+                         capture_output=True, text=True, timeout=600)
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "ddp").glob("*.pt")) == ["best.pt", "last.pt"]
+    assert ddp.stdout.count("best checkpoint:") == 1  # rank 0 only
+    single = trainer.train(TrainConfig(dataset="synthetic", n_train=768, n_val=256, image_size=32, epochs=3,
+                                       batch_size=64, lr=3e-3, progress=False, out=str(tmp_path / "single")))
+    ddp_metrics = load_checkpoint(tmp_path / "ddp" / "last.pt")["metrics"]
+    assert abs(ddp_metrics["val_acc"] - single.metrics["val_acc"]) <= 0.05
+    assert abs(ddp_metrics["train_loss"] - single.metrics["train_loss"]) <= 0.1

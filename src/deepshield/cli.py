@@ -74,21 +74,28 @@ def _train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from deepshield.attacks import ATTACKS
     from deepshield.config import EvalConfig
+    from deepshield.evaluation.checks import format_checks
     from deepshield.evaluation.evaluate import evaluate
     from deepshield.evaluation.report import markdown_table
 
     attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
     unknown = [a for a in attacks if a not in ATTACKS]
-    if unknown:
-        raise UsageError(f"unknown attack {unknown[0]!r}; choose from {','.join(sorted(ATTACKS))}")
+    if unknown or not attacks:
+        name = (unknown or [args.attacks])[0]
+        raise UsageError(f"unknown attack {name!r}; choose from {','.join(sorted(ATTACKS))}")
+    if not args.eps:
+        raise UsageError("--eps needs at least one budget, e.g. --eps 1/255,4/255")
     cfg = EvalConfig(checkpoint=args.checkpoint, dataset=args.dataset, attacks=attacks, eps=args.eps,
-                     norm=args.norm, steps=args.steps, restarts=args.restarts, batch_size=args.batch_size,
-                     n_test=args.n_test, seed=args.seed, out=args.out, device=args.device,
-                     sanity=not args.no_sanity, progress=not args.quiet)
+                     norm=args.norm, steps=args.steps, restarts=args.restarts,
+                     square_queries=args.square_queries, early_stop=not args.no_early_stop,
+                     sanity_n=args.sanity_n, gallery=args.gallery,
+                     batch_size=args.batch_size, n_test=args.n_test, seed=args.seed, out=args.out,
+                     device=args.device, sanity=not args.no_sanity, progress=not args.quiet)
     results = evaluate(cfg)
-    print(markdown_table({os.path.basename(os.path.dirname(args.checkpoint)) or "model": results}))
-    for c in results.get("checks", []):
-        print(f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']}: {c['detail']}")
+    print(markdown_table({results["run"]: results}))
+    if results.get("checks"):
+        print(format_checks(results["checks"]))
+    print(f"report: {results['_dir'] / 'report.html'} (and report.md, results.json)")
     return 0
 
 
@@ -134,23 +141,119 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="clean and robust evaluation of a checkpoint, with a report")
+    p = sub.add_parser("evaluate", help="clean and robust evaluation of a checkpoint, with a report",
+                       description="Clean metrics (frame, video, per method) and accuracy/AUC under each "
+                                   "attack and eps, with sanity checks against gradient masking; writes "
+                                   "results.json, report.md and report.html.")
     p.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a training run")
-    p.add_argument("--dataset", default="synthetic", help="synthetic | catalog:PATH[:split]")
-    p.add_argument("--attacks", default="fgsm,pgd", help="comma-separated attack names (default: fgsm,pgd)")
+    p.add_argument("--dataset", default="synthetic",
+                   help="synthetic | catalog:PATH[:split] (default: synthetic)")
+    p.add_argument("--attacks", default="fgsm,pgd",
+                   help="comma-separated: fgsm, pgd, apgd (APGD-CE), square (black-box) (default: fgsm,pgd)")
     p.add_argument("--eps", type=parse_eps_list, default=(1 / 255, 2 / 255, 4 / 255, 8 / 255),
                    help="comma-separated budgets (default: 1/255,2/255,4/255,8/255)")
     p.add_argument("--norm", default="linf", choices=["linf", "l2"])
-    p.add_argument("--steps", type=positive_int, default=10, help="PGD steps (default: 10)")
-    p.add_argument("--restarts", type=positive_int, default=1, help="PGD restarts (default: 1)")
+    p.add_argument("--steps", type=positive_int, default=10, help="PGD and APGD steps (default: 10)")
+    p.add_argument("--restarts", type=positive_int, default=1, help="PGD/APGD/Square restarts (default: 1)")
+    p.add_argument("--square-queries", type=positive_int, default=1000,
+                   help="Square attack query budget per image (default: 1000)")
+    p.add_argument("--no-early-stop", action="store_true",
+                   help="attack every image for all steps (slower; tighter AUC under attack)")
+    p.add_argument("--sanity-n", type=positive_int, default=512,
+                   help="images the sanity checks' extra attacks use (default: 512)")
+    p.add_argument("--gallery", type=non_negative_int, default=6,
+                   help="faces in the report gallery (default: 6)")
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--n-test", type=positive_int, default=1000, help="synthetic test images (default: 1000)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=None, help="output folder (default: next to the checkpoint, eval/)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: next to the checkpoint: eval/, or eval_<catalog folder>/)")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-sanity", action="store_true", help="skip the sanity checks (not recommended)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_evaluate)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from deepshield.evaluation.report import load_runs, markdown_table, write_report
+
+    runs = load_runs(args.runs)
+    if args.out:
+        out = Path(args.out)
+    else:
+        parents = {Path(r).resolve().parent for r in args.runs}
+        out = (parents.pop() if len(parents) == 1 else Path.cwd()) / "report"
+    path = write_report(runs, out, title=args.title)
+    print(markdown_table(runs))
+    bad = [(run, c) for run, res in runs.items() for c in res.get("checks", []) if not c["passed"]]
+    for run, c in bad:
+        print(f"FAIL  {run}: {c['name']}: {c['detail']}")
+    if bad:
+        print(f"!! {len(bad)} SANITY CHECK(S) FAILED: robust accuracy of these runs is probably "
+              "overestimated")
+    print(f"report: {path.with_suffix('.html')} (and {path.name})")
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="compare evaluated runs in one report",
+                       description="Read each run's eval results.json (RUN/results.json, "
+                                   "RUN/eval/results.json or RUN/*/results.json) and write one report.md + "
+                                   "report.html comparing them.")
+    p.add_argument("runs", nargs="+",
+                   help="run folders (or results.json files) evaluated with 'deepshield evaluate'")
+    p.add_argument("--out", default=None, help="output folder (default: report/ beside the runs)")
+    p.add_argument("--title", default="deepshield robustness comparison")
+    p.set_defaults(func=_report)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from deepshield.config import PredictConfig
+    from deepshield.predict import Predictor, collect_inputs, exit_code, format_text, problem_lines, to_json
+
+    cfg = PredictConfig(inputs=tuple(args.inputs), checkpoint=args.checkpoint, frames=args.frames,
+                        detector=args.detector, margin=args.margin, size=args.size, min_score=args.min_score,
+                        threshold=args.threshold, aggregate=args.aggregate, batch_size=args.batch_size,
+                        device=args.device, as_json=args.json)
+    files = collect_inputs(cfg.inputs)
+    predictor = Predictor(cfg)
+    results = [predictor.predict(f) for f in files]
+    if cfg.as_json:
+        print(json.dumps(to_json(results, cfg, predictor.settings), indent=1))
+    else:
+        print(format_text(results, cfg.threshold))
+    for line in problem_lines(results, predictor.settings):
+        print(f"deepshield predict: {line}", file=sys.stderr)
+    return exit_code(results)
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="fake probability of videos or images",
+                       description="Detect and crop faces as preprocessing did for training, score them, and "
+                                   "print each video's fake probability (per frame with --json). Exit code 3 "
+                                   "when an input has no face, 2 when one cannot be read.")
+    p.add_argument("inputs", nargs="+", help="videos, images, or folders of them")
+    p.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a training run")
+    p.add_argument("--json", action="store_true", help="print JSON with per-frame scores")
+    p.add_argument("--frames", type=positive_int, default=None,
+                   help="frames sampled evenly per video (default: as preprocessed for training, else 32)")
+    p.add_argument("--detector", default=None, help="face detector (default: the checkpoint's, else mtcnn)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="crop margin (default: the checkpoint's, else 1.3)")
+    p.add_argument("--size", type=positive_int, default=None,
+                   help="crop size in px (default: the checkpoint's, else its image size)")
+    p.add_argument("--min-score", type=float, default=None,
+                   help="face detector confidence in [0, 1] (default: the checkpoint's, else 0.9)")
+    p.add_argument("--threshold", type=float, default=0.5, help="call FAKE at p(fake) >= this (default: 0.5)")
+    p.add_argument("--aggregate", default="mean", choices=["mean", "top50", "median"],
+                   help="frame scores -> video score (default: mean)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_predict)
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
@@ -165,6 +268,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_evaluate, _add_demo]
+COMMANDS += [_add_report, _add_predict]
 
 
 def build_parser() -> argparse.ArgumentParser:

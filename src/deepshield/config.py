@@ -57,20 +57,46 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Settings of ``deepshield evaluate``."""
+    """Settings of ``deepshield evaluate``. ε in [0, 1] pixel units (L∞) or L2 pixel units."""
 
     checkpoint: str
-    dataset: str = "synthetic"
+    dataset: str = "synthetic"          # synthetic | catalog:PATH[:split]
     attacks: tuple[str, ...] = ("fgsm", "pgd")
     eps: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
     norm: str = "linf"
-    steps: int = 10
+    steps: int = 10                     # PGD and APGD iterations
     restarts: int = 1
+    square_queries: int = 1000          # Square's query budget per sample
+    early_stop: bool = True             # attack only correct samples, stop once fooled (AutoAttack)
+    sanity_n: int = 512                 # samples the sanity checks' extra attacks run on
+    gallery: int = 6                    # faces in the report's gallery
     batch_size: int = 128
-    n_test: int = 1000
+    n_test: int = 1000                  # synthetic test images
     seed: int = 0
-    out: str | None = None
+    out: str | None = None              # default: next to the checkpoint (eval/ or eval_<catalog>/)
     device: str = "auto"
     sanity: bool = True
     progress: bool = True
     extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Settings of ``deepshield predict``. None: from the checkpoint's preprocessing settings
+    (``config["preprocess"]``), else the preprocessing defaults (margin 1.3, size = image_size)."""
+
+    inputs: tuple[str, ...]             # videos, images or folders of them
+    checkpoint: str
+    frames: int | None = None           # frames sampled evenly per video (default: as preprocessed, else 32)
+    detector: str | None = None         # face detector name (default: checkpoint's, else mtcnn)
+    margin: float | None = None         # crop side = margin x the face box's longer side
+    size: int | None = None             # crop size before resizing to the model's image_size
+    min_score: float | None = None      # detector confidence a face needs, in [0, 1]
+    threshold: float = 0.5              # fake probability above which a video is called FAKE
+    aggregate: str = "mean"             # frame -> video score: mean | top50 | median
+    batch_size: int = 32
+    device: str = "auto"
+    as_json: bool = False

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from deepshield.config import TrainConfig
 from deepshield.data.datasets import build_eval_dataset
+from deepshield.evaluation.checks import format_checks, sanity_checks
 from deepshield.evaluation.evaluate import load_model
 from deepshield.evaluation.report import markdown_table, write_json, write_report
-from deepshield.evaluation.robust import SweepSpec, sanity_checks, sweep
+from deepshield.evaluation.robust import SweepSpec, sweep
 from deepshield.training.loops import select_device
 from deepshield.training.trainer import train
 
@@ -29,7 +30,9 @@ def run_demo(out: str | Path = "runs/demo", n_train: int = 2000, n_test: int = 5
             "pgd-at": replace(base, adv="pgd", eps=4 / 255, steps=7, out=str(out / "pgd_at"))}
     device = select_device("auto")
     test = build_eval_dataset("synthetic", image_size=image_size, n=n_test, seed=seed)
-    spec = SweepSpec(attacks=("fgsm", "pgd"), eps=DEMO_EPS, norm="linf", steps=10, seed=seed)
+    # Square only runs inside the sanity checks here; a smaller budget keeps the demo to minutes on a CPU.
+    spec = SweepSpec(attacks=("fgsm", "pgd"), eps=DEMO_EPS, norm="linf", steps=10, seed=seed,
+                     square_queries=300, sanity_n=256)
     results = {}
     for name, cfg in runs.items():
         print(f"== training {name} ({cfg.adv}) ==", flush=True)
@@ -38,7 +41,8 @@ def run_demo(out: str | Path = "runs/demo", n_train: int = 2000, n_test: int = 5
         print(f"== evaluating {name} ==", flush=True)
         res = sweep(model, test, spec, device, progress=progress)
         res["checks"] = sanity_checks(model, test, spec, res, device)
-        res["checkpoint"] = str(trained.best_path)
+        res.update(checkpoint=str(trained.best_path), dataset="synthetic", model="small_cnn", run=name)
+        print(format_checks(res["checks"]), flush=True)
         results[name] = res
     metrics = {"runs": results, "seconds": time.perf_counter() - start,
                "settings": {"n_train": n_train, "n_test": n_test, "epochs": epochs, "image_size": image_size}}

@@ -1,4 +1,4 @@
-"""Backbones: registry, in-model normalization, local pretrained loading (real ImageNet files), head/stages."""
+"""Backbones: registry, in-model normalization, pretrained loading (real ImageNet files), head/stages."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from deepshield.models import MODELS, Backbone, PretrainedError, build_model, load_pretrained, model_parts
 from deepshield.models.backbones import hub_offline
 
-REGISTERED = ["small_cnn", "resnet50", "mobilenetv3_large_100", "efficientnet_b0", "efficientnet_b4", "xception",
-              "tf_efficientnet_lite0", "mobilenetv2"]
+REGISTERED = ["small_cnn", "resnet50", "mobilenetv3_large_100", "efficientnet_b0", "efficientnet_b4",
+              "xception", "tf_efficientnet_lite0", "mobilenetv2"]
 CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 
@@ -76,7 +76,8 @@ def test_state_dict_of_same_timm_architecture_restores_outputs(tmp_path):
         expected = source(model.normalize(x))
         assert torch.allclose(model(x), expected, atol=1e-5)
     report = model.pretrained_report
-    assert report.loaded == report.total and report.head_loaded and not report.missing and not report.unexpected
+    assert report.loaded == report.total and report.head_loaded
+    assert not report.missing and not report.unexpected
 
 
 def test_mismatched_head_is_replaced_and_reported(tmp_path, caplog):
@@ -133,7 +134,8 @@ def test_timm_weights_offline_fail_fast_in_one_line(monkeypatch):
     with pytest.raises(PretrainedError) as err:
         build_model("efficientnet_b0", pretrained="timm")
     msg = str(err.value)
-    assert isinstance(err.value, ValueError) and "\n" not in msg and "--pretrained" in msg and "HF_HUB_OFFLINE" in msg
+    assert isinstance(err.value, ValueError) and "\n" not in msg
+    assert "--pretrained" in msg and "HF_HUB_OFFLINE" in msg
 
 
 def test_timm_download_failure_becomes_one_line_error(monkeypatch):

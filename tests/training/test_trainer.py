@@ -71,3 +71,10 @@ def test_ddp_two_process_gloo_matches_single_process(tmp_path):
     ddp_metrics = load_checkpoint(tmp_path / "ddp" / "last.pt")["metrics"]
     assert abs(ddp_metrics["val_acc"] - single.metrics["val_acc"]) <= 0.05
     assert abs(ddp_metrics["train_loss"] - single.metrics["train_loss"]) <= 0.1
+
+
+def test_catastrophic_overfitting_is_flagged():
+    ok = [{"val_acc": 0.9, "val_pgd_acc": a} for a in (0.3, 0.45, 0.5)]
+    assert trainer.overfitting_warning(ok) is None
+    collapsed = ok + [{"val_acc": 0.95, "val_pgd_acc": 0.02}]
+    assert "catastrophic overfitting" in trainer.overfitting_warning(collapsed)

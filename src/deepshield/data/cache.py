@@ -60,7 +60,10 @@ class ImageCache:
         n = len(identities)
         if root.exists() and not _valid(root, n, image_size, key):
             # Same key but wrong files: set it aside rather than delete (another run may have it open).
-            root.rename(root.with_name(f"{key}.stale-{uuid.uuid4().hex[:8]}"))
+            try:
+                root.rename(root.with_name(f"{key}.stale-{uuid.uuid4().hex[:8]}"))
+            except FileNotFoundError:  # another process set it aside first
+                pass
         if not root.exists():
             _create(root, n, image_size, key)
         return cls(root, n, image_size)

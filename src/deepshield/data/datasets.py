@@ -1,15 +1,273 @@
-"""Datasets by spec string: ``synthetic`` or ``catalog:PATH[:split]``; a registry maps the scheme."""
+"""Datasets by spec string: ``synthetic`` or ``catalog:PATH[:split]``; a registry maps the scheme.
+
+``catalog:PATH`` reads a ``deepshield preprocess`` catalog.csv (see :mod:`deepshield.data.catalog`):
+
+- training (:func:`build_datasets`) uses the ``train`` split for training and ``val`` for validation.
+  When the catalog lacks either, every non-``test`` row is split by video with a seeded holdout
+  (:func:`holdout_videos`): a real video and the fakes made from it stay on the same side, so neither
+  the frames of one video nor one identity are in both. ``catalog:PATH:SPLIT`` trains on SPLIT with
+  such a holdout for validation.
+- evaluation (:func:`build_eval_dataset`) uses the given split (every row when none is given), no
+  augmentation, all frames (or an evenly spaced ``frames_per_video``).
+
+Items of :class:`FaceCatalogDataset` are ``(image float [3, S, S] in [0, 1], label int, video_id str)``
+with video ids ``"<dataset>/<video_id>"`` (unique across datasets).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
+from deepshield.data.cache import ImageCache
+from deepshield.data.catalog import SPLITS, CatalogRow, read_catalog
 from deepshield.data.synthetic import SyntheticDeepfakeDataset
+from deepshield.data.transforms import (
+    Transform,
+    build_eval_transform,
+    build_train_transform,
+    seeded,
+    single_thread,
+)
 
 DatasetPair = tuple[Dataset, Dataset]
+VAL_FRACTION = 0.2
+RESIZE = "pil-bilinear"  # part of the cache key: a change of resizing must not reuse old caches
+
+
+def read_crop(path: str | Path, image_size: int) -> np.ndarray:
+    """A crop file as uint8 [3, S, S] RGB, resized (bilinear, antialiased) when it is not S x S."""
+    with Image.open(path) as img:
+        img = img.convert("RGB")
+        if img.size != (image_size, image_size):
+            img = img.resize((image_size, image_size), Image.BILINEAR)
+        return np.ascontiguousarray(np.asarray(img).transpose(2, 0, 1))
+
+
+def _as_set(value: str | Collection[str] | None) -> set[str] | None:
+    return None if value is None else {value} if isinstance(value, str) else set(value)
+
+
+class FaceCatalogDataset(Dataset):
+    """Face crops of a catalog.csv, a fresh seeded sample of frames per video each epoch.
+
+    Filters (a value or a collection; None = all): ``split``, ``datasets``, ``methods``,
+    ``compressions``, ``videos`` (``"<dataset>/<video_id>"`` keys). ``frames_per_video``: frames
+    drawn per video and epoch (None = all), ``sampling`` ``"random"`` (a new draw per
+    :meth:`set_epoch`) or ``"uniform"`` (evenly spaced, fixed). ``balance``: draw extra frames of the
+    minority class (videos chosen round-robin) until both classes have as many items as the larger.
+    ``transform`` maps uint8 [3, S, S] to float (default: no augmentation); it runs under a seed from
+    (``seed``, epoch, position), so a run is repeatable. ``cache_dir``: keep decoded crops in a
+    memory-mapped :class:`~deepshield.data.cache.ImageCache` there (None = decode every time).
+    """
+
+    def __init__(
+        self,
+        catalog: str | Path,
+        *,
+        split: str | Collection[str] | None = None,
+        datasets: str | Collection[str] | None = None,
+        methods: str | Collection[str] | None = None,
+        compressions: str | Collection[str] | None = None,
+        videos: Collection[str] | None = None,
+        image_size: int = 224,
+        frames_per_video: int | None = None,
+        sampling: str = "random",
+        balance: bool = False,
+        transform: Transform | None = None,
+        seed: int = 0,
+        cache_dir: str | Path | None = None,
+        rows: Sequence[CatalogRow] | None = None,
+    ) -> None:
+        if sampling not in ("random", "uniform"):
+            raise ValueError(f"sampling must be 'random' or 'uniform', got {sampling!r}")
+        if frames_per_video is not None and frames_per_video < 1:
+            raise ValueError(f"frames_per_video must be >= 1 (or None for all), got {frames_per_video}")
+        self.catalog = Path(catalog)
+        wanted = {"split": _as_set(split), "dataset": _as_set(datasets), "method": _as_set(methods),
+                  "compression": _as_set(compressions)}
+        keep_videos = _as_set(videos)
+        self.rows = [r for r in (rows if rows is not None else read_catalog(self.catalog))
+                     if all(v is None or getattr(r, k) in v for k, v in wanted.items())
+                     and (keep_videos is None or video_key(r) in keep_videos)]
+        if not self.rows:
+            shown = ", ".join(f"{k}={sorted(v)}" for k, v in wanted.items() if v is not None) or "no filter"
+            raise ValueError(f"{self.catalog}: no rows match ({shown}); check the split/dataset/method names "
+                             f"(splits are {'/'.join(SPLITS)})")
+        self.image_size, self.frames_per_video, self.sampling = image_size, frames_per_video, sampling
+        self.balance, self.seed = balance, seed
+        self.transform = transform or build_eval_transform()
+        self.augmented = transform is not None
+        self.paths = [self.catalog.parent / r.path for r in self.rows]
+        self.labels = np.array([r.label for r in self.rows], dtype=np.int64)
+        self.row_videos = [video_key(r) for r in self.rows]
+        by_video: dict[str, list[int]] = defaultdict(list)
+        for i, key in enumerate(self.row_videos):
+            by_video[key].append(i)
+        self.videos = {k: sorted(ix, key=lambda i: (self.rows[i].frame_index, self.rows[i].face_index))
+                       for k, ix in sorted(by_video.items())}
+        self.video_labels = {k: int(self.labels[ix[0]]) for k, ix in self.videos.items()}
+        # As the catalog does: "original" for a real video, "unknown" for a fake of unknown method.
+        self.video_methods = {k: self.rows[ix[0]].method or ("original", "unknown")[self.video_labels[k]]
+                              for k, ix in self.videos.items()}
+        self.cache = None
+        if cache_dir is not None:
+            root = self.catalog.parent.resolve()  # one resolve, not one per row
+            identities = [f"{root / r.path}\t{','.join(r.to_csv())}" for r in self.rows]
+            self.cache = ImageCache.open(cache_dir, identities, image_size, salt=RESIZE)
+        self.epoch = 0
+        self.index = self._sample(0)
+
+    # ------------------------------------------------------------------------------------ sampling
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw this epoch's frames (call before building the epoch's DataLoader); finalize the cache."""
+        self.epoch = epoch
+        self.index = self._sample(epoch)
+        if self.cache is not None:
+            self.cache.finalize()
+
+    def _pick(self, rows: list[int], rng: np.random.Generator) -> list[int]:
+        k = self.frames_per_video
+        if k is None or len(rows) <= k:
+            return list(rows)
+        if self.sampling == "uniform":
+            return [rows[int(round(j))] for j in np.linspace(0, len(rows) - 1, k)]
+        return [rows[j] for j in np.sort(rng.choice(len(rows), size=k, replace=False))]
+
+    def _sample(self, epoch: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, epoch])
+        index = [i for rows in self.videos.values() for i in self._pick(rows, rng)]
+        if self.balance:
+            index += self._extra_for_balance(index, rng)
+        return np.asarray(index, dtype=np.int64)
+
+    def _extra_for_balance(self, index: list[int], rng: np.random.Generator) -> list[int]:
+        counts = np.bincount(self.labels[index], minlength=2)
+        extra: list[int] = []
+        for label in (0, 1):
+            need = int(counts.max() - counts[label])
+            vids = [k for k, v in self.video_labels.items() if v == label]
+            if need <= 0 or not vids:
+                continue
+            order = rng.permutation(len(vids))
+            for j in range(need):
+                rows = self.videos[vids[order[j % len(vids)]]]
+                extra.append(rows[int(rng.integers(len(rows)))])
+        return extra
+
+    # ------------------------------------------------------------------------------------- items
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def load_uint8(self, row: int) -> torch.Tensor:
+        """Row ``row`` of the catalog as uint8 [3, S, S] (from the cache when it holds it)."""
+        def decode() -> np.ndarray:
+            try:
+                return read_crop(self.paths[row], self.image_size)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"{self.catalog}: crop {self.rows[row].path} not found next to the "
+                                        "catalog; rerun deepshield preprocess or fix the catalog") from None
+
+        image = decode() if self.cache is None else self.cache.get_or_load(row, decode)
+        return torch.from_numpy(image)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
+        row = int(self.index[i])
+        if self.augmented:
+            item_seed = int(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0])
+            x = seeded(self.transform, self.load_uint8(row), item_seed)
+        else:
+            with single_thread():
+                x = self.transform(self.load_uint8(row))
+        return x, int(self.labels[row]), self.row_videos[row]
+
+
+def video_key(row: CatalogRow) -> str:
+    """``"<dataset>/<video_id>"``: a video's id, unique across the datasets of one catalog."""
+    return f"{row.dataset}/{row.video_id}"
+
+
+def holdout_videos(rows: Sequence[CatalogRow], fraction: float = VAL_FRACTION, seed: int = 0,
+                   tries: int = 100) -> set[str]:
+    """Video keys for validation: about ``fraction`` of the videos, whole source groups, seeded.
+
+    A fake and the real video it was made from (``source_video``) form one group; groups are drawn in a
+    seeded random order until ``fraction`` of the videos are taken. The first of ``tries`` orders that
+    leaves both classes on both sides is used (when the data allows it).
+    """
+    label: dict[str, int] = {}
+    group_of: dict[str, str] = {}
+    for r in rows:
+        key = video_key(r)
+        label[key] = r.label
+        group_of[key] = f"{r.dataset}/{r.source_video}" if r.source_video else key
+    groups: dict[str, list[str]] = defaultdict(list)
+    for key in sorted(label):
+        groups[group_of[key]].append(key)
+    names = sorted(groups)
+    target = max(1, round(fraction * len(label)))
+    rng = np.random.default_rng(seed)
+    first: set[str] | None = None
+    for _ in range(tries):
+        val: set[str] = set()
+        for g in rng.permutation(len(names)):
+            if len(val) >= target:
+                break
+            val.update(groups[names[g]])
+        first = first if first is not None else val
+        train = set(label) - val
+        if all({label[k] for k in side} == {0, 1} for side in (val, train)):
+            return val
+    return first or set()
+
+
+def parse_catalog_arg(arg: str | None) -> tuple[Path, str | None]:
+    """``"faces/catalog.csv:test"`` -> (Path("faces/catalog.csv"), "test"); no split -> None."""
+    if not arg:
+        raise ValueError("catalog dataset needs a path: --dataset catalog:faces/catalog.csv[:split]")
+    path, _, split = arg.rpartition(":")
+    if path and split in SPLITS:
+        return Path(path), split
+    return Path(arg), None
+
+
+def _catalog(arg: str | None, cfg: Any) -> DatasetPair:
+    path, split = parse_catalog_arg(arg)
+    rows = read_catalog(path)
+    size, seed = getattr(cfg, "image_size", 224), getattr(cfg, "seed", 0)
+    fpv = getattr(cfg, "frames_per_video", None)
+    cache_dir = None
+    if getattr(cfg, "cache", True):
+        cache_dir = getattr(cfg, "cache_dir", None) or Path(getattr(cfg, "out", ".")) / "cache"
+    has = {r.split for r in rows}
+    if split is None and {"train", "val"} <= has:
+        train_rows, val_rows = [r for r in rows if r.split == "train"], [r for r in rows if r.split == "val"]
+    else:
+        pool = [r for r in rows if (r.split == split if split else r.split != "test")]
+        if not pool:
+            raise ValueError(f"{path}: no rows for training (split {split or 'not test'}); "
+                             f"the catalog has splits {sorted(has)}")
+        val_keys = holdout_videos(pool, VAL_FRACTION, seed)
+        train_rows = [r for r in pool if video_key(r) not in val_keys]
+        val_rows = [r for r in pool if video_key(r) in val_keys]
+        if not train_rows:
+            raise ValueError(f"{path}: {len(val_keys)} video(s) cannot be split into train and val; "
+                             "add videos or give the catalog train/val splits")
+    common = dict(image_size=size, frames_per_video=fpv, seed=seed, cache_dir=cache_dir)
+    balance = getattr(cfg, "balance", False)
+    train = FaceCatalogDataset(path, rows=train_rows, sampling="random", balance=balance,
+                               transform=build_train_transform(size), **common)
+    val = FaceCatalogDataset(path, rows=val_rows, sampling="uniform", **{**common, "seed": seed + 1})
+    return train, val
 
 
 def _synthetic(arg: str | None, cfg: Any) -> DatasetPair:
@@ -19,7 +277,7 @@ def _synthetic(arg: str | None, cfg: Any) -> DatasetPair:
             SyntheticDeepfakeDataset(cfg.n_val, image_size=size, seed=seed + 10_000))
 
 
-DATASETS: dict[str, Callable[[str | None, Any], DatasetPair]] = {"synthetic": _synthetic}
+DATASETS: dict[str, Callable[[str | None, Any], DatasetPair]] = {"synthetic": _synthetic, "catalog": _catalog}
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -37,12 +295,21 @@ def build_datasets(cfg: Any) -> DatasetPair:
     return DATASETS[scheme](arg, cfg)
 
 
-def build_eval_dataset(spec: str, image_size: int, n: int = 1000, seed: int = 0) -> Dataset:
-    """The dataset an evaluation runs on: synthetic test images (a seed unseen in training) or a catalog."""
+def _catalog_eval(arg: str | None, image_size: int, frames_per_video: int | None = None,
+                  seed: int = 0) -> Dataset:
+    path, split = parse_catalog_arg(arg)
+    return FaceCatalogDataset(path, split=split, image_size=image_size, frames_per_video=frames_per_video,
+                              sampling="uniform", seed=seed)
+
+
+def build_eval_dataset(spec: str, image_size: int, n: int = 1000, seed: int = 0,
+                       frames_per_video: int | None = None) -> Dataset:
+    """The dataset an evaluation runs on: synthetic test images (a seed unseen in training) or a catalog
+    split (no augmentation; all frames, or ``frames_per_video`` evenly spaced ones)."""
     scheme, arg = parse_spec(spec)
     if scheme == "synthetic":
         return SyntheticDeepfakeDataset(n, image_size=image_size, seed=seed + 20_000)
-    return EVAL_DATASETS[scheme](arg, image_size)
+    return EVAL_DATASETS[scheme](arg, image_size, frames_per_video=frames_per_video, seed=seed)
 
 
-EVAL_DATASETS: dict[str, Callable[[str | None, int], Dataset]] = {}
+EVAL_DATASETS: dict[str, Callable[..., Dataset]] = {"catalog": _catalog_eval}

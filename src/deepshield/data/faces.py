@@ -127,7 +127,11 @@ class IoUTracker:
 
     def update(self, faces: Sequence[Face]) -> list[tuple[int, Face]]:
         pairs = sorted(
-            ((box_iou(face.box, last), i, t) for i, face in enumerate(faces) for t, last in enumerate(self.tracks)),
+            (
+                (box_iou(face.box, last), i, t)
+                for i, face in enumerate(faces)
+                for t, last in enumerate(self.tracks)
+            ),
             reverse=True,
         )
         assigned: dict[int, int] = {}
@@ -144,7 +148,10 @@ class IoUTracker:
         return sorted(((t, faces[i]) for i, t in assigned.items()), key=lambda item: item[0])
 
 
-FACE_SELECTORS: dict[str, Callable[[], LargestFace | IoUTracker]] = {"largest": LargestFace, "all": IoUTracker}
+FACE_SELECTORS: dict[str, Callable[[], LargestFace | IoUTracker]] = {
+    "largest": LargestFace,
+    "all": IoUTracker,
+}
 
 
 def build_selector(mode: str) -> LargestFace | IoUTracker:
@@ -255,15 +262,26 @@ class MTCNNDetector:
         cand, owner = cand[keep], owner[keep]
         w, h = cand[:, 2] - cand[:, 0], cand[:, 3] - cand[:, 1]
         boxes = torch.stack(
-            [cand[:, 0] + cand[:, 5] * w, cand[:, 1] + cand[:, 6] * h,
-             cand[:, 2] + cand[:, 7] * w, cand[:, 3] + cand[:, 8] * h, cand[:, 4]], dim=1
+            [
+                cand[:, 0] + cand[:, 5] * w,
+                cand[:, 1] + cand[:, 6] * h,
+                cand[:, 2] + cand[:, 7] * w,
+                cand[:, 3] + cand[:, 8] * h,
+                cand[:, 4],
+            ],
+            dim=1,
         )
         boxes[:, :4] /= scale
         return _square(boxes), owner
 
     def _stage(
-        self, full: torch.Tensor, boxes: torch.Tensor, owner: torch.Tensor, net: torch.nn.Module,
-        size: int, threshold: float,
+        self,
+        full: torch.Tensor,
+        boxes: torch.Tensor,
+        owner: torch.Tensor,
+        net: torch.nn.Module,
+        size: int,
+        threshold: float,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Score full-resolution crops of ``boxes`` with R-Net or O-Net; keep those above ``threshold``."""
         import torch
@@ -280,10 +298,12 @@ class MTCNNDetector:
         if len(valid) == 0:
             return boxes[:0], owner[:0], boxes[:0, :4]
         boxes, owner = boxes[valid], owner[valid]
-        crops = torch.cat([
-            imresample(full[owner[k], :, y0[v] : y1[v], x0[v] : x1[v]].unsqueeze(0).float(), (size, size))
-            for k, v in enumerate(valid.tolist())
-        ])
+        crops = torch.cat(
+            [
+                imresample(full[owner[k], :, y0[v] : y1[v], x0[v] : x1[v]].unsqueeze(0).float(), (size, size))
+                for k, v in enumerate(valid.tolist())
+            ]
+        )
         out = net((crops - 127.5) * 0.0078125)
         reg, score = out[0], out[-1][:, 1]
         keep = score > threshold

@@ -18,14 +18,17 @@ cutout              RandomErasing, 2-15 % of the area, aspect 0.3-3.3, black    
 ==================  ===========================================================  ====
 
 Hue jitter is off by default: its HSV round trip costs ~10 ms per 224 px crop on a CPU core, five times
-the rest of the pipeline together. Evaluation applies none of them (only the uint8 -> float conversion). The transforms draw from
+the rest of the pipeline together.
+
+Evaluation applies none of them (only the uint8 -> float conversion). The transforms draw from
 torch's global RNG; :func:`seeded` runs one under a given seed without disturbing that RNG, which is
 how :class:`~deepshield.data.datasets.FaceCatalogDataset` makes every epoch's augmentations repeatable.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -88,8 +91,27 @@ def build_train_transform(image_size: int, aug: Augment | None = None) -> Transf
     return v2.Compose(steps)
 
 
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch ops on one thread (restored after).
+
+    Per-image ops are tiny: on the training process's thread pool (workers=0) each one pays a
+    multi-thread fork/join that costs more than the op itself, up to ~30x on a busy machine.
+    DataLoader workers already run single-threaded.
+    """
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def seeded(transform: Transform, x: torch.Tensor, seed: int) -> torch.Tensor:
-    """``transform(x)`` with torch's RNG seeded by ``seed``; the global RNG state is left as it was."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    """``transform(x)`` single-threaded, with torch's CPU RNG seeded by ``seed`` and restored after."""
+    with torch.random.fork_rng(devices=[]), single_thread():
+        torch.default_generator.manual_seed(seed)  # not torch.manual_seed: that also queues CUDA seeding
         return transform(x)

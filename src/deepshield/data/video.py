@@ -85,7 +85,7 @@ def read_image(path: str | Path) -> Frame:
 def sample_indices(
     times_s: np.ndarray | list[float], *, fps: float | None = None, num_frames: int | None = None
 ) -> list[int]:
-    """Indices into ``times_s`` (sorted presentation times, s) of the frames on screen at the sampled instants.
+    """Indices into ``times_s`` (sorted presentation times, s) of the frames shown at the sampled instants.
 
     ``fps``: one instant every 1/fps s from 0. ``num_frames``: the centres of ``num_frames`` equal slices of
     the video. The video ends one (median) frame interval after its last frame. Duplicates are dropped,
@@ -117,14 +117,14 @@ def read_frames(
     """
     _check_sampling(fps, num_frames)
     path = Path(path)
-    container = _open(path)
-    with container:
+    with _open(path) as container:
+        packets = _demux_index(container, _video_stream(container))
+    if not packets:
+        raise EmptyVideoError("no video frames")
+    with _open(path) as container:  # a fresh demuxer at the start: no seek needed to get there
         stream = _video_stream(container)
         stream.thread_type = "AUTO"
         stream.thread_count = threads
-        packets = _demux_index(container, stream)
-        if not packets:
-            raise EmptyVideoError("no video frames")
         if any(pts is None for pts, _ in packets):
             plan = None  # no timestamps (e.g. raw streams): fall back to counting frames
         else:
@@ -157,12 +157,15 @@ def _decode_planned(
     plan: dict[int, tuple[int, float]],
     keyframes: list[int],
 ) -> Iterator[tuple[av.VideoFrame, int, float]]:
-    """Decode the frames whose pts are in ``plan``, seeking past stretches no sampled frame needs."""
+    """Decode the frames whose pts are in ``plan``, seeking past stretches no sampled frame needs.
+
+    Seeking is only a shortcut: where it fails (unseekable input), decoding carries on sequentially.
+    """
     codec = stream.codec_context
     pending = sorted(plan)
+    can_seek = True
     while pending:
-        container.seek(pending[0], stream=stream, backward=True)  # keyframe at or before it
-        fed = None  # largest pts fed to the decoder since the seek
+        fed = None  # largest pts fed to the decoder since the start or the last seek
         jumped = False
         try:
             for packet in container.demux(stream):
@@ -177,13 +180,24 @@ def _decode_planned(
                     return
                 if packet.pts is not None:
                     fed = packet.pts if fed is None else max(fed, packet.pts)
-                if fed is not None and _keyframe_before(keyframes, pending[0]) > fed:
-                    jumped = True  # the next sampled frame starts from a keyframe not yet reached
-                    break
+                if can_seek and fed is not None and _keyframe_before(keyframes, pending[0]) > fed:
+                    # The next sampled frame starts from a keyframe not reached yet: jump there.
+                    jumped = can_seek = _seek(container, stream, pending[0])
+                    if jumped:
+                        break
         except av.error.FFmpegError:
             return  # damaged tail: keep what was decoded
         if not jumped:
             return  # end of stream; frames not found (e.g. broken index) are dropped
+
+
+def _seek(container: av.container.InputContainer, stream: av.video.stream.VideoStream, pts: int) -> bool:
+    """Seek to the keyframe at or before ``pts``; False if the input cannot seek."""
+    try:
+        container.seek(pts, stream=stream, backward=True)
+    except av.error.FFmpegError:
+        return False
+    return True
 
 
 def _take(
@@ -210,7 +224,6 @@ def _decode_counted(
     """Fallback without timestamps: decode sequentially, frame k shown at k / average rate."""
     rate = float(stream.average_rate or stream.guessed_rate or 25)
     chosen = set(sample_indices(np.arange(n_packets) / rate, fps=fps, num_frames=num_frames))
-    container.seek(0, stream=stream, backward=True)
     index = -1
     try:
         for packet in container.demux(stream):

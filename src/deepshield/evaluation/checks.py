@@ -34,7 +34,6 @@ from deepshield.evaluation.robust import (
     SweepSpec,
     attack_correct,
     eps_label,
-    fake_probs,
     make_attack,
     robust_mask,
     row_key,
@@ -111,7 +110,7 @@ def _run_checks(model, data, spec, results, device, batch_size) -> list[dict]:
     checks = []
     for name in spec.attacks:
         accs = [(e, by[(name, e)]["acc"]) for e in eps_list]
-        rises = [(e, a, b) for (_, a), (e, b) in zip(accs, accs[1:]) if b > a + tol]
+        rises = [(e, a, b) for (_, a), (e, b) in zip(accs, accs[1:], strict=False) if b > a + tol]
         checks.append(_check(f"monotone:{name}", f"{name}: accuracy does not rise with eps", not rises,
                              " -> ".join(f"{a:.3f}" for _, a in accs) + f" (tolerance {tol:.3f})"))
     white = [a for a in WHITE_BOX if a in spec.attacks]

@@ -108,7 +108,7 @@ def sample_methods(
     if not video_methods or video_ids is None:
         return None
     return ["real" if int(lab) == 0 else str(video_methods.get(str(v), video_methods.get(v, "unknown")))
-            for lab, v in zip(labels, video_ids)]
+            for lab, v in zip(labels, video_ids, strict=True)]
 
 
 def per_method(
@@ -149,7 +149,8 @@ def detection_metrics(
     return out
 
 
-def roc_points(labels: Sequence[int], probs: Sequence[float], max_points: int = 200) -> dict[str, list[float]]:
+def roc_points(labels: Sequence[int], probs: Sequence[float],
+               max_points: int = 200) -> dict[str, list[float]]:
     """ROC curve (fpr, tpr) thinned to at most ``max_points`` points, endpoints kept; empty for one class."""
     labels = np.asarray(labels, dtype=int)
     if len(np.unique(labels)) < 2:

@@ -190,11 +190,16 @@ def sweep(model: nn.Module, data: Dataset, spec: SweepSpec, device: torch.device
 
 def _assemble(data, spec, keys, clean, labels, vids, adv, seconds, attacked, gallery, gallery_key,
               total_s) -> dict:
-    cat = (lambda parts: np.concatenate(parts) if parts else np.zeros(0))
+    def cat(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0)
+
     labels = cat(labels).astype(int)
     methods = sample_methods(labels, vids, getattr(data, "video_methods", None))
     clean = cat(clean)
-    metrics = (lambda p: detection_metrics(labels, p, vids, methods))
+
+    def metrics(p: np.ndarray) -> dict:
+        return detection_metrics(labels, p, vids, methods)
+
     scores = {"clean": clean}
     rows = []
     for attack, eps in keys:
@@ -222,7 +227,8 @@ def _assemble(data, spec, keys, clean, labels, vids, adv, seconds, attacked, gal
     if gallery.items and gallery_key is not None:
         results["gallery"] = {
             "attack": gallery_key[0], "eps": gallery_key[1], "norm": spec.norm,
-            "items": [{"index": i, "label": lab, "p_clean": pc, "p_adv": pa} for i, lab, pc, pa, *_ in gallery.items],
+            "items": [{"index": i, "label": lab, "p_clean": pc, "p_adv": pa}
+                      for i, lab, pc, pa, *_ in gallery.items],
         }
         results["_gallery_arrays"] = {"clean": np.stack([it[4] for it in gallery.items]),
                                       "adv": np.stack([it[5] for it in gallery.items])}

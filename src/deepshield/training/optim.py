@@ -31,13 +31,14 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     """
     params = dict(model.named_parameters())
     head = set(model_parts(model).head)
-    groups = [{"name": "head", "params": [p for n, p in params.items() if n in head], "lr": cfg.lr},
-              {"name": "backbone", "params": [p for n, p in params.items() if n not in head], "lr": backbone_lr(cfg)}]
+    groups = [{"name": "head", "lr": cfg.lr, "params": [p for n, p in params.items() if n in head]},
+              {"name": "backbone", "lr": backbone_lr(cfg),
+               "params": [p for n, p in params.items() if n not in head]}]
     return [g for g in groups if g["params"]]
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW with a head group (``cfg.lr``) and a backbone group (see :func:`backbone_lr`), same weight decay."""
+    """AdamW: a head group at ``cfg.lr``, a backbone group at :func:`backbone_lr`; one weight decay."""
     return torch.optim.AdamW(param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
@@ -52,21 +53,24 @@ def stages_unfrozen(epoch: int, n_stages: int, freeze_epochs: int, unfreeze_ever
     return min(n_stages, 1 + (epoch - freeze_epochs) // unfreeze_every)
 
 
-def build_unfreeze_schedule(model: nn.Module, cfg: TrainConfig) -> Callable[[int], None]:
+def build_unfreeze_schedule(model: nn.Module, cfg: TrainConfig) -> Callable[[int], bool]:
     """A callable run at the start of each epoch (0-based) that sets ``requires_grad`` per parameter.
 
-    Pure in the epoch, so a resumed run gets the same state.
+    Pure in the epoch, so a resumed run gets the same state. Returns whether any parameter changed,
+    e.g. to rebuild a DistributedDataParallel wrapper (it only syncs what required grad when built).
     """
     parts = model_parts(model)
     params = dict(model.named_parameters())
 
-    def apply(epoch: int) -> None:
+    def apply(epoch: int) -> bool:
         k = stages_unfrozen(epoch, len(parts.stages), cfg.freeze_epochs, cfg.unfreeze_every)
+        before = [p.requires_grad for p in params.values()]
         for name in parts.head:
             params[name].requires_grad_(True)
         for i, stage in enumerate(parts.stages):
             trainable = i >= len(parts.stages) - k
             for name in stage:
                 params[name].requires_grad_(trainable)
+        return before != [p.requires_grad for p in params.values()]
 
     return apply

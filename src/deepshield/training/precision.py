@@ -85,7 +85,8 @@ def _default_threads() -> int:
 
 def build_precision(cfg: TrainConfig, device: torch.device) -> Precision:
     """Autocast context + GradScaler for ``device`` (see the module docstring); sets CPU threads."""
-    name = choose_precision(device.type, cfg.amp, cpu_has_native_bf16(), device.type == "cuda" and cuda_has_bf16())
+    cuda_bf16 = device.type == "cuda" and cuda_has_bf16()
+    name = choose_precision(device.type, cfg.amp, cpu_has_native_bf16(), cuda_bf16)
     threads = None
     if device.type == "cpu":
         threads = configure_threads(getattr(cfg, "workers", 0))

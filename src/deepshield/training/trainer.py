@@ -106,6 +106,18 @@ def validate(model, ds: Dataset, cfg: TrainConfig, device, info: DistInfo, autoc
     return metrics
 
 
+def overfitting_warning(history: list[dict[str, float]]) -> str | None:
+    """Catastrophic overfitting (Wong et al. 2020): PGD accuracy collapses while clean accuracy holds."""
+    pgd = [m["val_pgd_acc"] for m in history if "val_pgd_acc" in m]
+    if len(pgd) < 2:
+        return None
+    peak, now = max(pgd[:-1]), pgd[-1]
+    if now < 0.5 * peak and peak - now > 0.2:
+        return (f"WARNING: catastrophic overfitting: validation PGD accuracy fell from {peak:.3f} to {now:.3f} "
+                f"(clean {history[-1]['val_acc']:.3f}); lower --eps or --alpha, use --adv pgd, or keep best.pt")
+    return None
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Run ``deepshield train``; writes config.json, metrics.jsonl, last.pt and best.pt under ``cfg.out``."""
     if cfg.smoke:
@@ -140,6 +152,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
         os.replace(tmp, out / "config.json")
     net = DistributedDataParallel(model) if info.enabled else model
+    history: list[dict[str, float]] = []
     try:
         with RunLogger(out, tensorboard=cfg.tensorboard, resume_epoch=start_epoch, enabled=info.is_main) as log:
             log.info(f"{cfg.backbone}: {count_parameters(model):,} trainable parameters; {len(train_ds)} train / "
@@ -161,6 +174,9 @@ def train(cfg: TrainConfig) -> TrainResult:
                            **validate(unwrap(net), val_ds, cfg, device, info, precision.autocast)}
                 # Log first: a kill before the checkpoint is redone on resume and its line dropped.
                 log.log(metrics, step=epoch + 1)
+                history.append(metrics)
+                if (warning := overfitting_warning(history)) is not None:
+                    log.info(warning)
                 best = _checkpoint(model, optimizer, scheduler, precision, cfg, epoch, metrics, best,
                                    best_metric, out, info)
     finally:

@@ -1,0 +1,246 @@
+"""``deepshield predict``: videos, images or folders of them -> fake probability per video (and frame).
+
+The faces are found and cropped the way ``deepshield preprocess`` made the training crops (same
+detector, confidence threshold, face selection, margin and crop size, read from the checkpoint's
+``config["preprocess"]`` when training recorded it, else the preprocessing defaults with crop size =
+the model's image size), resized to the model's input size as the datasets do, and scored. A video's
+probability aggregates its face crops (``mean`` by default; see ``evaluation.metrics``).
+
+    >>> results = predict_files(PredictConfig(inputs=("clip.mp4",), checkpoint="runs/x/best.pt"))
+    >>> results[0].p_fake, results[0].label          # 0.93, "FAKE"
+
+Exit codes (``exit_code``): 0 every input scored; 3 no face found in some input; 2 an input could not
+be read. Everything runs offline (MTCNN's weights ship with facenet-pytorch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from deepshield.config import PredictConfig
+from deepshield.data.faces import build_detector, build_selector, crop_face
+from deepshield.data.preprocess import DEFAULT_FRAMES_PER_VIDEO, DETECT_BATCH, PreprocessConfig
+from deepshield.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Frame, VideoError, read_media
+from deepshield.evaluation.evaluate import load_model_and_config
+from deepshield.evaluation.metrics import AGGREGATIONS
+from deepshield.training.loops import select_device
+
+EXIT_OK, EXIT_UNREADABLE, EXIT_NO_FACE = 0, 2, 3
+MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
+_PREPROCESS_DEFAULTS = {f.name: f.default for f in fields(PreprocessConfig)}
+
+
+@dataclass(frozen=True)
+class FaceSettings:
+    """How faces are found and cropped; mirrors the preprocessing that made the training crops."""
+
+    detector: str
+    margin: float
+    size: int
+    min_score: float
+    faces: str
+    max_side: int
+    fps: float | None
+    frames: int | None
+
+
+def face_settings(cfg: PredictConfig, train_config: dict, image_size: int) -> FaceSettings:
+    """Command-line values, else the checkpoint's ``preprocess`` settings, else preprocessing defaults."""
+    pre = dict(train_config.get("preprocess") or {})
+
+    def pick(flag, key, default):
+        return flag if flag is not None else pre.get(key) if pre.get(key) is not None else default
+
+    fps = pre.get("fps") if cfg.frames is None else None
+    frames = None if fps is not None else pick(cfg.frames, "frames_per_video", DEFAULT_FRAMES_PER_VIDEO)
+    settings = FaceSettings(
+        detector=pick(cfg.detector, "detector", _PREPROCESS_DEFAULTS["detector"]),
+        margin=float(pick(cfg.margin, "margin", _PREPROCESS_DEFAULTS["margin"])),
+        size=int(pick(cfg.size, "size", image_size)),
+        min_score=float(pick(cfg.min_score, "min_score", _PREPROCESS_DEFAULTS["min_score"])),
+        faces=pre.get("faces") or _PREPROCESS_DEFAULTS["faces"],
+        max_side=int(pre.get("max_side") or _PREPROCESS_DEFAULTS["max_side"]),
+        fps=fps, frames=frames,
+    )
+    if settings.margin < 1 or settings.size < 8 or not 0 <= settings.min_score <= 1 or (frames or 1) < 1:
+        raise ValueError(f"bad face settings {settings}: need --margin >= 1, --size >= 8, "
+                         "--min-score in [0, 1], --frames >= 1")
+    return settings
+
+
+@dataclass
+class FaceScore:
+    """One face crop: where it came from and its fake probability."""
+
+    frame_index: int
+    timestamp_s: float
+    face_index: int
+    box: tuple[float, float, float, float]
+    face_score: float
+    p_fake: float
+
+
+@dataclass
+class MediaResult:
+    """One input file: its fake probability (None without faces), label, and the per-face scores."""
+
+    path: str
+    frames_sampled: int = 0
+    faces: list[FaceScore] = field(default_factory=list)
+    p_fake: float | None = None
+    label: str | None = None
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "error" if self.error else "no_face" if self.p_fake is None else "ok"
+
+    def to_dict(self, frames: bool = True) -> dict:
+        d = {"path": self.path, "status": self.status, "p_fake": self.p_fake, "label": self.label,
+             "frames_sampled": self.frames_sampled, "faces_found": len(self.faces), "error": self.error}
+        if frames:
+            d["faces"] = [asdict(f) for f in self.faces]
+        return d
+
+
+def collect_inputs(inputs: tuple[str, ...] | list[str]) -> list[Path]:
+    """Files as given, and every video/image under each folder (recursively, sorted)."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS)
+            if not found:
+                raise ValueError(f"{path} holds no videos or images ({', '.join(sorted(MEDIA_EXTENSIONS))})")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"{path} not found; pass a video, an image or a folder of them")
+    return files
+
+
+class Predictor:
+    """A loaded checkpoint, its face detector and settings; call :meth:`predict` per file."""
+
+    def __init__(self, cfg: PredictConfig) -> None:
+        if cfg.aggregate not in AGGREGATIONS:
+            raise ValueError(f"unknown --aggregate {cfg.aggregate!r}; choose from {sorted(AGGREGATIONS)}")
+        self.cfg = cfg
+        self.device = select_device(cfg.device)
+        self.model, self.train_cfg, raw = load_model_and_config(cfg.checkpoint, self.device)
+        self.settings = face_settings(cfg, raw, self.train_cfg.image_size)
+        self.detector = build_detector(self.settings.detector, max_side=self.settings.max_side)
+
+    def predict(self, path: str | Path) -> MediaResult:
+        """Score one video or image; unreadable media give a result with ``error`` set, never raise."""
+        result = MediaResult(str(path))
+        crops: list[np.ndarray] = []
+        try:
+            for frame, face_index, face, crop in self._faces(Path(path), result):
+                box = tuple(round(float(v), 1) for v in face.box)
+                result.faces.append(FaceScore(frame.index, round(frame.timestamp_s, 3), face_index, box,
+                                              float(face.score), 0.0))
+                crops.append(crop)
+        except VideoError as err:
+            result.error = str(err)
+            return result
+        if crops:
+            probs = self._score(crops)
+            for f, p in zip(result.faces, probs, strict=True):
+                f.p_fake = float(p)
+            result.p_fake = AGGREGATIONS[self.cfg.aggregate](probs)
+            result.label = "FAKE" if result.p_fake >= self.cfg.threshold else "REAL"
+        return result
+
+    def _faces(self, path: Path, result: MediaResult) -> Iterator[tuple[Frame, int, object, np.ndarray]]:
+        s = self.settings
+        selector = build_selector(s.faces)
+        sampling = {"fps": s.fps} if s.fps is not None else {"num_frames": s.frames}
+        batch: list[Frame] = []
+        frames = read_media(path, **sampling)
+        while True:
+            frame = next(frames, None)
+            if frame is not None:
+                batch.append(frame)
+                result.frames_sampled += 1
+            if batch and (frame is None or len(batch) == DETECT_BATCH):
+                for fr, found in zip(batch, self.detector.detect([f.image for f in batch]), strict=True):
+                    for face_index, face in selector.update([f for f in found if f.score >= s.min_score]):
+                        yield fr, face_index, face, self._crop(fr.image, face.box)
+                batch = []
+            if frame is None:
+                return
+
+    def _crop(self, image: np.ndarray, box) -> np.ndarray:
+        crop = crop_face(image, box, self.settings.size, self.settings.margin)
+        size = self.train_cfg.image_size
+        if crop.shape[0] != size:  # as the datasets resize stored crops (PIL bilinear)
+            crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR))
+        return crop
+
+    @torch.no_grad()
+    def _score(self, crops: list[np.ndarray]) -> np.ndarray:
+        out = []
+        for i in range(0, len(crops), self.cfg.batch_size):
+            x = torch.from_numpy(np.stack(crops[i:i + self.cfg.batch_size])).permute(0, 3, 1, 2)
+            x = x.to(self.device, torch.float32).div_(255.0)
+            out.append(torch.softmax(self.model(x).float(), 1)[:, 1].cpu().numpy())
+        return np.concatenate(out)
+
+
+def predict_files(cfg: PredictConfig) -> list[MediaResult]:
+    """Score every input of ``cfg`` (folders expanded)."""
+    files = collect_inputs(cfg.inputs)
+    predictor = Predictor(cfg)
+    return [predictor.predict(f) for f in files]
+
+
+def exit_code(results: list[MediaResult]) -> int:
+    """2 if an input could not be read, else 3 if an input had no face, else 0."""
+    statuses = {r.status for r in results}
+    return EXIT_UNREADABLE if "error" in statuses else EXIT_NO_FACE if "no_face" in statuses else EXIT_OK
+
+
+def problem_lines(results: list[MediaResult], settings: FaceSettings | None = None) -> list[str]:
+    """One-line messages (for stderr) for inputs without a score."""
+    lines = []
+    how = f" (detector {settings.detector}, min score {settings.min_score})" if settings else ""
+    for r in results:
+        if r.status == "no_face":
+            lines.append(f"no face found in {r.path}: {r.frames_sampled} sampled frame(s) had no face{how}; "
+                         "use a video or image where a face is clearly visible (or lower --min-score)")
+        elif r.status == "error":
+            lines.append(f"cannot read {r.path}: {r.error}")
+    return lines
+
+
+def format_text(results: list[MediaResult], threshold: float = 0.5) -> str:
+    """A human-readable table: label, fake probability, file, faces found."""
+    width = max([len(r.path) for r in results] + [4])
+    lines = [f"{'label':<5}  {'p(fake)':>7}  {'file':<{width}}  faces"]
+    for r in results:
+        if r.status == "ok":
+            lines.append(f"{r.label:<5}  {r.p_fake:>7.3f}  {r.path:<{width}}  {len(r.faces)} in "
+                         f"{r.frames_sampled} frame(s)")
+        else:
+            lines.append(f"{'-':<5}  {'-':>7}  {r.path:<{width}}  "
+                         f"{'no face' if r.status == 'no_face' else 'unreadable'}")
+    lines.append(f"(FAKE when p(fake) >= {threshold})")
+    return "\n".join(lines)
+
+
+def to_json(results: list[MediaResult], cfg: PredictConfig, settings: FaceSettings | None) -> dict:
+    return {"checkpoint": cfg.checkpoint, "threshold": cfg.threshold, "aggregate": cfg.aggregate,
+            "face_settings": asdict(settings) if settings else None,
+            "results": [r.to_dict(frames=True) for r in results]}
+
+
+__all__ = ["FaceScore", "FaceSettings", "MediaResult", "Predictor", "collect_inputs", "exit_code",
+           "face_settings", "format_text", "predict_files", "problem_lines", "to_json"]

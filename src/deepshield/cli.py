@@ -76,7 +76,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from deepshield.config import EvalConfig
     from deepshield.evaluation.checks import format_checks
     from deepshield.evaluation.evaluate import evaluate
-    from deepshield.evaluation.report import markdown_table
+    from deepshield.evaluation.report import console_summary
 
     attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())
     unknown = [a for a in attacks if a not in ATTACKS]
@@ -92,7 +92,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                      batch_size=args.batch_size, n_test=args.n_test, seed=args.seed, out=args.out,
                      device=args.device, sanity=not args.no_sanity, progress=not args.quiet)
     results = evaluate(cfg)
-    print(markdown_table({results["run"]: results}))
+    print(console_summary(results["run"], results))
     if results.get("checks"):
         print(format_checks(results["checks"]))
     print(f"report: {results['_dir'] / 'report.html'} (and report.md, results.json)")
@@ -112,8 +112,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                        description="Train a deepfake detector. Safe adversarial-training defaults: "
                                    "eps 4/255, alpha eps/4, 7 PGD steps.")
     p.add_argument("--dataset", default="synthetic", help="synthetic | catalog:PATH[:split] (default: synthetic)")
-    p.add_argument("--backbone", default="small_cnn", help="model name (default: small_cnn)")
-    p.add_argument("--pretrained", default=None, help="local state-dict file to start from")
+    p.add_argument("--backbone", default="small_cnn",
+                   help="small_cnn, resnet50, mobilenetv3_large_100, efficientnet_b0, efficientnet_b4, xception, "
+                        "tf_efficientnet_lite0, mobilenetv2, or any timm model name (default: small_cnn)")
+    p.add_argument("--pretrained", default=None,
+                   help="state-dict file (timm/torchvision names) to start from, or 'timm' (needs internet)")
     p.add_argument("--image-size", type=positive_int, default=64, help="input size in pixels (default: 64)")
     p.add_argument("--adv", default="none", choices=["none", "pgd", "fgsm-rs", "trades", "mart"],
                    help="adversarial training method (default: none)")
@@ -136,6 +139,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
     p.add_argument("--n-train", type=positive_int, default=4000, help="synthetic training images (default: 4000)")
     p.add_argument("--n-val", type=positive_int, default=1000, help="synthetic validation images (default: 1000)")
+    p.add_argument("--frames-per-video", type=positive_int, default=8,
+                   help="catalog: frames sampled per video each epoch (default: 8)")
+    p.add_argument("--freeze-epochs", type=non_negative_int, default=0,
+                   help="train only the head for N epochs, then unfreeze progressively (default: 0)")
+    p.add_argument("--unfreeze-every", type=non_negative_int, default=1,
+                   help="unfreeze one more stage every N epochs; 0 = all at once (default: 1)")
+    p.add_argument("--backbone-lr-scale", type=float, default=0.1,
+                   help="backbone LR = lr x this when fine-tuning --pretrained weights (default: 0.1)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="mixed precision (default: auto: CUDA bf16/fp16; CPU bf16 only with native bf16)")
+    p.add_argument("--cache-dir", default=None, help="decoded-crop cache folder (default: OUT/cache)")
+    p.add_argument("--no-cache", dest="cache", action="store_false", help="decode crops every epoch")
+    p.add_argument("--balance", action="store_true", help="class-balanced frame sampling")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(func=_train)
 
@@ -159,8 +175,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="Square attack query budget per image (default: 1000)")
     p.add_argument("--no-early-stop", action="store_true",
                    help="attack every image for all steps (slower; tighter AUC under attack)")
-    p.add_argument("--sanity-n", type=positive_int, default=512,
-                   help="images the sanity checks' extra attacks use (default: 512)")
+    p.add_argument("--sanity-n", type=positive_int, default=256,
+                   help="images the sanity checks' extra attacks use (default: 256)")
     p.add_argument("--gallery", type=non_negative_int, default=6,
                    help="faces in the report gallery (default: 6)")
     p.add_argument("--batch-size", type=positive_int, default=128)
@@ -177,7 +193,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 def _report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from deepshield.evaluation.report import load_runs, markdown_table, write_report
+    from deepshield.evaluation.report import load_runs, summary_table, write_report
 
     runs = load_runs(args.runs)
     if args.out:
@@ -186,7 +202,7 @@ def _report(args: argparse.Namespace) -> int:
         parents = {Path(r).resolve().parent for r in args.runs}
         out = (parents.pop() if len(parents) == 1 else Path.cwd()) / "report"
     path = write_report(runs, out, title=args.title)
-    print(markdown_table(runs))
+    print(summary_table(runs))
     bad = [(run, c) for run, res in runs.items() for c in res.get("checks", []) if not c["passed"]]
     for run, c in bad:
         print(f"FAIL  {run}: {c['name']}: {c['detail']}")
@@ -267,8 +283,59 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_demo)
 
 
+def _preprocess(args: argparse.Namespace) -> int:
+    from deepshield.data.preprocess import PreprocessConfig, run_preprocess
+
+    cfg = PreprocessConfig(root=args.root, layout=args.layout, out=args.out, fps=args.fps,
+                           frames_per_video=args.frames_per_video, size=args.size, margin=args.margin,
+                           faces=args.faces, workers=args.workers, min_score=args.min_score, format=args.format,
+                           quality=args.quality, compression=args.compression, splits=args.splits,
+                           shard=args.shard, max_side=args.max_side)
+    print(run_preprocess(cfg, progress=not args.quiet))
+    return 0
+
+
+def _add_preprocess(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("preprocess", help="videos -> face crops + catalog.csv (MTCNN; resumable, parallel)")
+    p.add_argument("root", help="dataset folder")
+    p.add_argument("--layout", required=True, choices=["ffpp", "celebdf", "dfdc", "folder"])
+    p.add_argument("--out", required=True, help="output folder (not inside ROOT/real or ROOT/fake)")
+    p.add_argument("--fps", type=float, default=None, help="frames per second to sample")
+    p.add_argument("--frames-per-video", type=positive_int, default=None,
+                   help="N evenly spaced frames per video (default: 32 when --fps is not given)")
+    p.add_argument("--size", type=positive_int, default=224, help="crop size in pixels (default: 224)")
+    p.add_argument("--margin", type=float, default=1.3, help="crop side = margin x face box side (default: 1.3)")
+    p.add_argument("--faces", default="largest", choices=["largest", "all"])
+    p.add_argument("--workers", type=positive_int, default=1, help="parallel worker processes (default: 1)")
+    p.add_argument("--min-score", type=float, default=0.9, help="minimum detector confidence (default: 0.9)")
+    p.add_argument("--format", default="png", choices=["png", "jpg"])
+    p.add_argument("--quality", type=positive_int, default=95, help="JPEG quality (default: 95)")
+    p.add_argument("--compression", default=None, help="ffpp: keep only raw|c23|c40 (default: all)")
+    p.add_argument("--splits", default=None, help="ffpp: folder with the official train/val/test.json")
+    p.add_argument("--shard", default=None, help="K/N: process the K-th of N deterministic shards")
+    p.add_argument("--max-side", type=positive_int, default=640, help="detect on frames downscaled to this")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_preprocess)
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    from deepshield.data.catalog import merge_catalogs
+
+    rows, errors = merge_catalogs(args.out, args.parts)
+    print(f"merged {len(args.parts)} catalogs into {args.out}: {rows} rows, {errors} errors")
+    return 0
+
+
+def _add_catalog(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("catalog", help="catalog tools: merge shards")
+    p.add_argument("action", choices=["merge"])
+    p.add_argument("out", help="merged output folder")
+    p.add_argument("parts", nargs="+", help="preprocess output folders of the shards")
+    p.set_defaults(func=_catalog)
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add_evaluate, _add_demo]
-COMMANDS += [_add_report, _add_predict]
+COMMANDS += [_add_report, _add_predict, _add_preprocess, _add_catalog]
 
 
 def build_parser() -> argparse.ArgumentParser:

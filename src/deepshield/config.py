@@ -30,16 +30,19 @@ class TrainConfig:
     tensorboard: bool = False
     smoke: bool = False
     workers: int = 0
-    amp: bool | None = None             # None: on where it is faster (CUDA)
+    amp: bool | None = None             # None: auto (CUDA bf16/fp16; CPU bf16 only with native bf16)
     device: str = "auto"
     n_train: int = 4000                 # synthetic dataset sizes
     n_val: int = 1000
     frames_per_video: int = 8
     freeze_epochs: int = 0
     unfreeze_every: int = 1
-    backbone_lr_scale: float = 0.1
+    backbone_lr_scale: float = 0.1      # backbone LR = lr * scale when fine-tuning pretrained weights
+    cache: bool = True                  # memory-mapped decoded-crop cache for catalog datasets
+    cache_dir: str | None = None        # default: OUT/cache
+    balance: bool = False               # class-balanced frame sampling
     val_attack_steps: int = 10
-    best_metric: str | None = None      # default: val_pgd_acc when adversarial, else val_auc
+    best_metric: str | None = None      # default: val_robust_score (mean clean+PGD acc) when adversarial, else val_auc
     progress: bool = True
 
     @property
@@ -68,7 +71,7 @@ class EvalConfig:
     restarts: int = 1
     square_queries: int = 1000          # Square's query budget per sample
     early_stop: bool = True             # attack only correct samples, stop once fooled (AutoAttack)
-    sanity_n: int = 512                 # samples the sanity checks' extra attacks run on
+    sanity_n: int = 256                 # samples the sanity checks' extra attacks run on
     gallery: int = 6                    # faces in the report's gallery
     batch_size: int = 128
     n_test: int = 1000                  # synthetic test images

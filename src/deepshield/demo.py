@@ -10,7 +10,7 @@ from deepshield.config import TrainConfig
 from deepshield.data.datasets import build_eval_dataset
 from deepshield.evaluation.checks import format_checks, sanity_checks
 from deepshield.evaluation.evaluate import load_model
-from deepshield.evaluation.report import markdown_table, write_json, write_report
+from deepshield.evaluation.report import summary_table, write_json, write_report
 from deepshield.evaluation.robust import SweepSpec, sweep
 from deepshield.training.loops import select_device
 from deepshield.training.trainer import train
@@ -48,7 +48,7 @@ def run_demo(out: str | Path = "runs/demo", n_train: int = 2000, n_test: int = 5
                "settings": {"n_train": n_train, "n_test": n_test, "epochs": epochs, "image_size": image_size}}
     write_json(metrics, out / "metrics.json")
     report = write_report(results, out, title="deepshield demo: standard vs PGD adversarial training")
-    print(markdown_table(results))
+    print(summary_table(results))
     failed = sum(not c["passed"] for r in results.values() for c in r["checks"])
     print(f"\nsanity checks: {'all passed' if not failed else f'{failed} FAILED'}; report: {report}; "
           f"{metrics['seconds']:.0f} s")

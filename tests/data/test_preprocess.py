@@ -21,6 +21,7 @@ from deepshield.data.faces import box_iou
 from deepshield.data.preprocess import (
     PreprocessConfig,
     PreprocessError,
+    WorkerStartError,
     run_in_workers,
     run_preprocess,
 )
@@ -125,7 +126,8 @@ def test_interrupted_run_resumes_to_the_same_catalog(small_dataset, reference, t
     real_save, saved = preprocess._save_image, []
 
     def save_then_die(path, image, cfg):
-        if len(saved) == 9:  # the 10th crop: third video, half written
+        if len(saved) == 9:  # killed while writing the 10th crop (third video): a temp file is left
+            path.with_name(f".{path.name}.999.tmp").write_bytes(b"\x89PNG half")
             raise KeyboardInterrupt
         real_save(path, image, cfg)
         saved.append(path)
@@ -136,6 +138,7 @@ def test_interrupted_run_resumes_to_the_same_catalog(small_dataset, reference, t
         run_preprocess(_config(small_dataset, out), progress=False)
     partial = read_catalog(out / "catalog.csv", check_files=True)  # rebuilt on the way out, 2 videos
     assert len(partial) == 8 and len(_crops_on_disk(out)) == 9  # one orphan crop of the third video
+    assert len(list(out.rglob("*.tmp"))) == 1
     monkeypatch.setattr(preprocess, "_save_image", real_save)
 
     summary = run_preprocess(_config(small_dataset, out), progress=False)
@@ -206,6 +209,8 @@ def test_a_crashing_worker_costs_only_its_own_item():
     items = ["1 + 1", "2 * 2", "__import__('os')._exit(1)", "4 * 2", "5 * 2"]
     results = dict(run_in_workers(items, eval, 2, int, ()))
     assert results == {"1 + 1": 2, "2 * 2": 4, "__import__('os')._exit(1)": None, "4 * 2": 8, "5 * 2": 10}
+    with pytest.raises(WorkerStartError, match="die on start-up"):  # not blamed on the items
+        list(run_in_workers(items, eval, 2, int, ("not a number",)))
 
 
 def test_all_faces_tracked_and_jpeg(tmp_path: Path, make_face_frames, make_video):

@@ -36,16 +36,25 @@ def test_sample_indices_by_time_not_by_count():
 
 
 def test_read_frames_seeks_to_the_right_frames(tmp_path: Path, make_video, make_levels):
-    # 60 frames at 10 fps with a keyframe every 5 frames: sampling at 1 fps seeks between keyframes.
+    # 30 frames at 10 fps with a keyframe every 5 frames: sampling at 1 fps seeks between keyframes.
     path = make_video(tmp_path / "v.mp4", make_levels(30), fps=10, gop=5)
     frames = list(read_frames(path, fps=1))
     assert [f.index for f in frames] == [0, 10, 20]
     assert [f.timestamp_s for f in frames] == pytest.approx([0.0, 1.0, 2.0])
     assert [_level(f.image) for f in frames] == [0, 10, 20]
+
+
+def test_sampled_frames_are_bit_exact(tmp_path: Path, make_video, make_face_frames):
+    # Moving texture, H.264 with B-frames: a sampled frame needs the reference frames before it, which
+    # are decoded, while the frames skipped on the way are not.
+    images, _ = make_face_frames(40, canvas=(96, 128), photo=64, step=1)
+    path = make_video(tmp_path / "t.mp4", images, fps=10, codec="libx264", gop=12)
     with av.open(str(path)) as c:
         sequential = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    for f in read_frames(path, num_frames=7):
-        assert f.image.dtype == np.uint8 and f.image.shape == (48, 64, 3)
+    got = list(read_frames(path, num_frames=7))
+    assert [f.index for f in got] == [2, 8, 14, 20, 25, 31, 37]
+    for f in got:
+        assert f.image.dtype == np.uint8 and f.image.shape == (96, 128, 3)
         np.testing.assert_array_equal(f.image, sequential[f.index])
 
 

@@ -24,7 +24,7 @@ def test_run_outputs_and_tensorboard(tmp_path):
     ckpt = load_checkpoint(result.last_path)
     assert ckpt["epoch"] == 1 and ckpt["config"]["adv"] == "pgd" and ckpt["version"]
     assert {"model", "optimizer", "scheduler", "rng", "metrics", "best"} <= set(ckpt)
-    assert load_checkpoint(result.best_path)["best_metric"] == "val_pgd_acc"
+    assert load_checkpoint(result.best_path)["best_metric"] == "val_robust_score"
 
 
 def test_eps_warmup():

@@ -79,8 +79,11 @@ class ARTAttack(Attack):
                 clip_values=(0.0, 1.0), device_type="gpu" if x.is_cuda else "cpu",
             )
             x_np = x.detach().float().cpu().numpy()
-            x_adv = self._art_attack(classifier, len(x)).generate(x_np, y=y.detach().cpu().numpy())
-        return torch.from_numpy(np.ascontiguousarray(x_adv)).to(device=x.device, dtype=x.dtype)
+            # ART's L2 Square divides by zero on all-zero windows (the NaN candidates are rejected).
+            with np.errstate(divide="ignore", invalid="ignore"):
+                x_adv = self._art_attack(classifier, len(x)).generate(x_np, y=y.detach().cpu().numpy())
+        x_adv = torch.from_numpy(np.ascontiguousarray(x_adv)).to(device=x.device, dtype=x.dtype)
+        return torch.where(torch.isfinite(x_adv), x_adv, x)
 
     def _art_attack(self, classifier, batch_size: int):
         raise NotImplementedError

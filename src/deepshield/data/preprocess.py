@@ -79,7 +79,8 @@ class PreprocessConfig:
     ``fps`` (frames per second of video) or ``frames_per_video`` (evenly spaced), not both; neither means
     32 frames per video. ``size``: crop side in px. ``margin``: crop side / face box side (>= 1).
     ``faces``: ``largest`` (one per frame) or ``all`` (tracked across frames). ``min_score``: detector
-    confidence in [0, 1]. ``quality``: JPEG quality. ``compression``/``splits``: FF++ only.
+    confidence in [0, 1]. ``quality``: JPEG quality. ``compression`` (raw/c23/c40; None = all found) and
+    ``splits`` (folder with the official train/val/test.json): FF++ only.
     ``shard``: ``"K/N"`` (K in 1..N) takes a fixed 1/N of the videos by hash of their id.
     ``max_side``: longest frame side (px) the detector's first stage sees. ``seed`` seeds torch in each
     process; the pipeline itself makes no random choice.

@@ -12,7 +12,7 @@ from deepshield.data.datasets import build_eval_dataset
 from deepshield.evaluation.checks import sanity_checks
 from deepshield.evaluation.plots import plot_gallery
 from deepshield.evaluation.report import write_json, write_report
-from deepshield.evaluation.robust import SweepSpec, sweep
+from deepshield.evaluation.robust import SweepSpec, eps_label, sweep
 from deepshield.models import build_model
 from deepshield.training.checkpoint import load_checkpoint
 from deepshield.training.loops import select_device
@@ -73,6 +73,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     spec = spec_from_config(cfg)
     results = sweep(model, data, spec, device, batch_size=cfg.batch_size, progress=cfg.progress)
     if cfg.sanity:
+        if cfg.progress:
+            print(f"sanity checks on {min(len(data), cfg.sanity_n)} images ...", flush=True)
         results["checks"] = sanity_checks(model, data, spec, results, device, batch_size=cfg.batch_size)
     run = Path(cfg.checkpoint).resolve().parent.name
     results.update(run=run, checkpoint=str(cfg.checkpoint), dataset=cfg.dataset, model=train_cfg.backbone,
@@ -80,7 +82,10 @@ def evaluate(cfg: EvalConfig) -> dict:
                    created=time.strftime("%Y-%m-%dT%H:%M:%S"))
     out = default_out(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    save_gallery(results, out / "gallery.png")
+    if results.get("gallery"):
+        g = results["gallery"]
+        title = f"{run}: {g['attack']} at ε = {eps_label(g['eps'], cfg.norm)}"
+        save_gallery(results, out / "gallery.png", title=title)
     write_json(results, out / "results.json")
     results["_dir"] = out
     write_report({run: results}, out, title=f"deepshield robustness report: {run} on {cfg.dataset}")

@@ -8,7 +8,15 @@ from pathlib import Path
 
 from deepshield import __version__
 from deepshield.evaluation import plots
-from deepshield.evaluation.report import SEVERITY_NOTE, _attack_grid, _eps, _f, _failed, _settings
+from deepshield.evaluation.report import (
+    SEVERITY_NOTE,
+    _attack_grid,
+    _eps,
+    _f,
+    _failed,
+    _settings,
+    method_rows,
+)
 
 CSS = """
 :root { --ok:#2e7d32; --bad:#c62828; --ink:#1f2933; --muted:#6b7785; --line:#e4e7eb; --bg:#f7f8fa; }
@@ -105,7 +113,8 @@ def _grid(run: str, res: dict) -> str:
             if r is None:
                 cells.append("<td>—</td>")
                 continue
-            extra = f" · {r['seconds']:.0f}s" if r.get("seconds") is not None else ""
+            s = r.get("seconds")
+            extra = "" if s is None else f" · {s:.0f}s" if s >= 10 else f" · {s:.1f}s"
             cells.append(f'<td class="cell" style="background:{_heat(r["acc"])}"><b>{_f(r["acc"])}</b>'
                          f'<small>AUC {_f(r["auc"])}{extra}</small></td>')
         name = f"<b>{_e(a)}</b>" if a == "worst-case" else _e(a)
@@ -119,21 +128,18 @@ def _grid(run: str, res: dict) -> str:
 def _methods_table(runs: dict[str, dict]) -> str:
     rows = []
     for run, res in runs.items():
-        by_method = res["clean"].get("by_method")
-        if not by_method:
-            continue
-        ref = plots.reference_eps(res)
-        row = next((r for r in plots.headline_rows(res) if r["eps"] == ref), None)
-        for m, met in by_method.items():
-            adv = row["by_method"].get(m, {}) if row else {}
-            rows.append(f"<tr><td class='l'>{_e(run)}</td><td class='l'>{_e(m)}</td><td>{met['n']}</td>"
-                        f"<td>{_f(met['acc'])}</td><td>{_f(met['auc'])}</td>"
-                        f"<td style='background:{_heat(adv.get('acc'))}'>{_f(adv.get('acc'))}</td>"
-                        f"<td>{_f(adv.get('auc'))}</td></tr>")
+        _, table = method_rows(res)
+        for m, n, acc, auc, adv_acc, adv_auc in table:
+            rows.append(f"<tr><td class='l'>{_e(run)}</td><td class='l'>{_e(m)}</td><td>{n}</td>"
+                        f"<td style='background:{_heat(acc)}'>{_f(acc)}</td><td>{_f(auc)}</td>"
+                        f"<td style='background:{_heat(adv_acc)}'>{_f(adv_acc)}</td>"
+                        f"<td>{_f(adv_auc)}</td></tr>")
     if not rows:
         return ""
-    return ("<table><tr><th class='l'>model</th><th class='l'>method</th><th>n</th><th>clean acc</th>"
-            "<th>clean AUC</th><th>attacked acc</th><th>attacked AUC</th></tr>" + "".join(rows) + "</table>")
+    return ("<table><tr><th class='l'>model</th><th class='l'>method</th><th>faces</th><th>clean acc</th>"
+            "<th>clean AUC</th><th>attacked acc</th><th>attacked AUC</th></tr>" + "".join(rows) + "</table>"
+            "<p class='note'>acc: on the method's own faces (reals called real, fakes called fake); AUC: the "
+            "method against all real faces; attacked: the headline attack at the reference ε.</p>")
 
 
 def _video_table(runs: dict[str, dict]) -> str:
@@ -210,7 +216,8 @@ def render_html(runs: dict[str, dict], figs: dict, title: str, created: str) -> 
     sections += ["<h2>Sanity checks <span class='note'>(Carlini et al. 2019, On Evaluating Adversarial "
                  "Robustness)</span></h2>", _checks_table(runs),
                  "<h2>Settings</h2><ul class='note'>" +
-                 "".join(f"<li><b>{_e(run)}</b>: {_e(_settings(res))}</li>" for run, res in runs.items())
+                 "".join(f"<li><b>{_e(run)}</b>: {_e(_settings(res).replace('`', ''))}</li>"
+                         for run, res in runs.items())
                  + "</ul>",
                  "<p class='note'>Robust accuracy follows the AutoAttack protocol: only faces the model "
                  "classifies correctly are attacked, each attack stops on a face once it is fooled, and each "

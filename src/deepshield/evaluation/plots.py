@@ -20,6 +20,7 @@ from deepshield.evaluation.metrics import roc_points  # noqa: E402
 
 ATTACK_COLORS = {"fgsm": "#f28e2b", "pgd": "#4e79a7", "apgd": "#b07aa1", "square": "#59a14f",
                  "worst-case": "#222222"}
+ATTACK_STYLES = {"fgsm": ":", "pgd": "--", "apgd": "-.", "square": (0, (6, 2, 1, 2, 1, 2)), "worst-case": "-"}
 RUN_COLORS = ["#4e79a7", "#e15759", "#59a14f", "#f28e2b", "#b07aa1", "#76b7b2", "#edc948", "#9c755f"]
 STYLE = {
     "font.size": 10, "axes.titlesize": 11, "axes.titleweight": "bold", "axes.spines.top": False,
@@ -69,10 +70,12 @@ def reference_eps(res: dict) -> float | None:
 
 
 def plot_robust_accuracy(runs: dict[str, dict], path: Path) -> Path:
-    """Accuracy vs ε: one run: a line per attack plus the worst case; several runs: a color per run."""
+    """Accuracy vs ε: one run: a colour per attack, the worst case dashed; several runs: a colour per
+    run, its headline (worst case) thick and each attack thin in its own line style."""
     norm = norm_of(runs)
     with plt.rc_context(STYLE):
-        fig, ax = plt.subplots(figsize=(7.2, 4.4))
+        fig, ax = plt.subplots(figsize=(8.2, 4.4))
+        styles_used: list[str] = []
         single = len(runs) == 1
         for i, (run, res) in enumerate(runs.items()):
             attacks = list(dict.fromkeys(r["attack"] for r in res["robust"]))
@@ -91,16 +94,23 @@ def plot_robust_accuracy(runs: dict[str, dict], path: Path) -> Path:
                             zorder=3 if headline else 2)
                 else:
                     color = RUN_COLORS[i % len(RUN_COLORS)]
-                    ax.plot(xs, ys, "-", marker="o" if headline else None, ms=5, lw=2.6 if headline else 1,
-                            alpha=1 if headline else 0.35, color=color,
+                    style = "-" if headline else ATTACK_STYLES.get(attack, ":")
+                    ax.plot(xs, ys, ls=style, marker="o" if headline else None, ms=5,
+                            lw=2.6 if headline else 1.2, alpha=1 if headline else 0.55, color=color,
                             label=f"{run} ({attack})" if headline else None)
+                    if not headline and attack not in styles_used:
+                        styles_used.append(attack)
+        for attack in styles_used:  # legend entries for the thin per-attack lines
+            ax.plot([], [], ls=ATTACK_STYLES.get(attack, ":"), color="grey", lw=1.2, label=attack)
+        ticks = sorted({0.0} | {eps_axis(r["eps"], norm) for res in runs.values() for r in res["robust"]})
+        ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks])
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-        ax.text(ax.get_xlim()[1], 0.5, " coin flip", va="center", ha="left", fontsize=8, color="grey")
+        ax.text(ax.get_xlim()[0], 0.515, " coin flip", va="bottom", ha="left", fontsize=8, color="grey")
         ax.set_xlabel(eps_axis_label(norm))
         ax.set_ylabel("accuracy under attack")
         ax.set_ylim(-0.03, 1.03)
         ax.set_title("Robust accuracy vs attack budget ε  (ε = 0: clean)")
-        ax.legend(fontsize=9, loc="upper right")
+        ax.legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         return save(fig, path)
 
 
@@ -189,7 +199,7 @@ def plot_gallery(clean: np.ndarray, adv: np.ndarray, meta: dict, path: Path, tit
     n = len(items)
     eps_text = f"{eps * 255:.3g}/255" if meta.get("norm", "linf") == "linf" else f"{eps:.3g} (L2)"
     with plt.rc_context({**STYLE, "axes.grid": False}):
-        fig, axes = plt.subplots(3, n, figsize=(1.9 * n + 0.6, 6.6), squeeze=False)
+        fig, axes = plt.subplots(3, n, figsize=(1.9 * n + 0.6, 7.4), squeeze=False)
         for j, item in enumerate(items):
             delta = adv[j] - clean[j]
             scale = max(float(np.abs(delta).max()), 1e-12) if meta.get("norm") == "l2" else eps
@@ -214,5 +224,5 @@ def plot_gallery(clean: np.ndarray, adv: np.ndarray, meta: dict, path: Path, tit
         for i, label in enumerate(("clean", "adversarial", "perturbation")):
             axes[i, 0].set_ylabel(label, fontsize=10)
         fig.suptitle(title or f"{meta['attack']} at ε = {eps_text}", fontsize=12, fontweight="bold")
-        fig.tight_layout()
+        fig.tight_layout(h_pad=1.6)
         return save(fig, path)

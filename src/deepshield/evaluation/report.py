@@ -134,6 +134,39 @@ def markdown_table(runs: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def summary_table(runs: dict[str, dict]) -> str:
+    """One line per run: clean accuracy/AUC (video AUC when there are videos) and the headline robust
+    accuracy (worst case over attacks, or the single attack) at each ε."""
+    norm = plots.norm_of(runs)
+    eps = sorted({r["eps"] for res in runs.values() for r in plots.headline_rows(res)})
+    video = any(res["clean"].get("video") for res in runs.values())
+    head = ["model", "dataset", "clean acc", "clean AUC"] + (["video AUC"] if video else [])
+    head += [f"robust {_eps(e, norm)}" for e in eps]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for run, res in runs.items():
+        by = {r["eps"]: r["acc"] for r in plots.headline_rows(res)}
+        cells = [run, str(res.get("dataset", "?")), _f(res["clean"]["acc"]), _f(res["clean"].get("auc"))]
+        if video:
+            cells.append(_f(res["clean"].get("video", {}).get("mean", {}).get("auc")))
+        cells += [_f(by.get(e)) for e in eps]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def console_summary(run: str, res: dict) -> str:
+    """Terminal lines: clean metrics, then accuracy and AUC per attack and ε (worst case last)."""
+    norm = res.get("spec", {}).get("norm", "linf")
+    c = res["clean"]
+    video = c.get("video", {}).get("mean")
+    head = (f"{run} on {res.get('dataset', '?')}, {res.get('n', c['n'])} images: clean acc {_f(c['acc'])}, "
+            f"AUC {_f(c.get('auc'))}" + (f", video AUC {_f(video.get('auc'))}" if video else ""))
+    rows = [*res["robust"], *res.get("worst_case", [])]
+    width = max([len(f"{r['attack']} {_eps(r['eps'], norm)}") for r in rows] + [0])
+    lines = [f"  {r['attack'] + ' ' + _eps(r['eps'], norm):<{width}}  acc {_f(r['acc'])}  AUC {_f(r['auc'])}"
+             for r in rows]
+    return "\n".join([head, *lines])
+
+
 def _attack_grid(res: dict) -> tuple[list[str], list[float], dict]:
     rows = [*res["robust"], *res.get("worst_case", [])]
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
@@ -172,24 +205,41 @@ def video_markdown(runs: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def method_rows(res: dict) -> tuple[dict | None, list[tuple]]:
+    """(headline row at the reference ε, [(method, faces, clean acc, clean AUC, attacked acc, attacked AUC)]).
+
+    Accuracy is on the method's own faces (reals: called real; a fake method: called fake); AUC is the
+    method against all reals.
+    """
+    by_method = res["clean"].get("by_method") or {}
+    ref = plots.reference_eps(res)
+    row = next((r for r in plots.headline_rows(res) if r["eps"] == ref), None)
+    n_real = by_method.get("real", {}).get("n", 0)
+    out = []
+    for m, met in by_method.items():
+        own = "real_acc" if m == "real" else "fake_acc"
+        adv = row["by_method"].get(m, {}) if row else {}
+        out.append((m, met["n"] if m == "real" else met["n"] - n_real, met.get(own), met.get("auc"),
+                    adv.get(own), adv.get("auc")))
+    return row, out
+
+
 def methods_markdown(runs: dict[str, dict]) -> str:
     lines = []
     for run, res in runs.items():
-        by_method = res["clean"].get("by_method")
-        if not by_method:
+        row, rows = method_rows(res)
+        if not rows:
             continue
-        ref = plots.reference_eps(res)
-        row = next((r for r in plots.headline_rows(res) if r["eps"] == ref), None)
         norm = res.get("spec", {}).get("norm", "linf")
         if not lines:
-            lines = ["| model | method | n | clean acc | clean AUC | attacked acc | attacked AUC |",
+            lines = ["| model | method | faces | clean acc | clean AUC | attacked acc | attacked AUC |",
                      "|---|---|---|---|---|---|---|"]
-        for m, met in by_method.items():
-            adv = row["by_method"].get(m, {}) if row else {}
-            lines.append(f"| {run} | {m} | {met['n']} | {_f(met['acc'])} | {_f(met['auc'])} | "
-                         f"{_f(adv.get('acc'))} | {_f(adv.get('auc'))} |")
+        for m, n, acc, auc, adv_acc, adv_auc in rows:
+            lines.append(f"| {run} | {m} | {n} | {_f(acc)} | {_f(auc)} | {_f(adv_acc)} | {_f(adv_auc)} |")
         if row:
-            lines.append(f"| | *attacked = {row['attack']} at ε = {_eps(ref, norm)}* | | | | | |")
+            lines.append(f"| | *attacked = {row['attack']} at ε = {_eps(row['eps'], norm)}* | | | | | |")
+    if lines:
+        lines.append("\n*acc*: on the method's own faces; *AUC*: the method against all real faces.")
     return "\n".join(lines)
 
 
@@ -220,8 +270,9 @@ def _gallery_file(run: str, res: dict, out: Path) -> Path | None:
     if meta and meta.get("file"):
         src = Path(res.get("_dir", out)) / meta["file"]
         if src.is_file():
-            if src.resolve() != target.resolve():
-                shutil.copyfile(src, target)
+            if src.parent.resolve() == out.resolve():
+                return src  # the run's own folder: no copy
+            shutil.copyfile(src, target)
             return target
     return None
 
@@ -252,6 +303,8 @@ def _markdown(runs: dict[str, dict], figs: dict, title: str) -> str:
                      "\n".join(f"> - {run}: {c['name']} ({c['detail']})" for run, c in bad) + "\n")
     elif any(res.get("checks") for res in runs.values()):
         parts.append("All sanity checks passed.\n")
+    parts.append(f"## At a glance\n\n{summary_table(runs)}\n\n*robust*: accuracy under the worst case over "
+                 "all attacks (a face counts only if no attack fooled it).\n")
     parts.append(f"## Accuracy under attack\n\n{markdown_table(runs)}\n\n![robust accuracy vs eps]"
                  f"({figs['robust'].name})\n")
     parts += [detail_markdown(run, res) + "\n" for run, res in runs.items()]

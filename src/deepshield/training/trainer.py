@@ -73,7 +73,7 @@ def make_loader(ds: Dataset, cfg: TrainConfig, epoch: int | None, info: DistInfo
     if train and hasattr(ds, "set_epoch"):
         ds.set_epoch(epoch)
     return DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=cfg.workers,
-                      drop_last=train and len(ds) > cfg.batch_size, pin_memory=torch.cuda.is_available())
+                      drop_last=train and len(ds) > cfg.batch_size, pin_memory=torch.cuda.is_available() and cfg.device != "cpu")
 
 
 def cosine_with_warmup(optimizer: torch.optim.Optimizer, total: int, warmup: int):
@@ -103,6 +103,8 @@ def validate(model, ds: Dataset, cfg: TrainConfig, device, info: DistInfo, autoc
         adv = predict(model, loader, device, attack=attack, autocast=autocast)
         (adv_probs,) = gather_arrays(indices, adv.probs, info=info)
         metrics["val_pgd_acc"] = float(((adv_probs >= 0.5) == labels).mean())
+        # A constant classifier scores 0.5 under PGD: rank checkpoints by clean and robust accuracy together.
+        metrics["val_robust_score"] = (metrics["val_acc"] + metrics["val_pgd_acc"]) / 2
     return metrics
 
 
@@ -134,7 +136,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     precision = build_precision(cfg, device)
     steps_per_epoch = len(make_loader(train_ds, cfg, 0, info))
     scheduler = cosine_with_warmup(optimizer, cfg.epochs * steps_per_epoch, warmup=steps_per_epoch // 2)
-    best_metric = cfg.best_metric or ("val_pgd_acc" if cfg.adv != "none" else "val_auc")
+    best_metric = cfg.best_metric or ("val_robust_score" if cfg.adv != "none" else "val_auc")
     start_epoch, best, metrics = 0, -math.inf, {}
     last_path, best_path = out / "last.pt", out / "best.pt"
     if cfg.resume and last_path.exists():
@@ -151,18 +153,23 @@ def train(cfg: TrainConfig) -> TrainResult:
         tmp = out / ".config.json.tmp"
         tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
         os.replace(tmp, out / "config.json")
-    net = DistributedDataParallel(model) if info.enabled else model
+    unfreeze(start_epoch)  # before DDP wraps the model: DDP syncs the parameters that train when built
+    wrap = (lambda m: DistributedDataParallel(m)) if info.enabled else (lambda m: m)
+    net = wrap(model)
     history: list[dict[str, float]] = []
     try:
         with RunLogger(out, tensorboard=cfg.tensorboard, resume_epoch=start_epoch, enabled=info.is_main) as log:
             log.info(f"{cfg.backbone}: {count_parameters(model):,} trainable parameters; {len(train_ds)} train / "
                      f"{len(val_ds)} val images; objective {cfg.adv}; {precision.name} on {device}"
                      + (f"; DDP x{info.world_size}" if info.enabled else ""))
+            if getattr(model, "pretrained_report", None) is not None:
+                log.info(model.pretrained_report.summary())
             for epoch in range(start_epoch, cfg.epochs):
                 eps = eps_at(cfg, epoch)
                 objective = build_objective(cfg.adv, eps=eps, alpha=cfg.alpha if cfg.alpha else eps / 4,
                                             steps=cfg.steps, beta=cfg.trades_beta)
-                unfreeze(epoch)
+                if unfreeze(epoch):
+                    net = wrap(model)
                 stats = train_epoch(net, make_loader(train_ds, cfg, epoch, info), objective, optimizer, device,
                                     scheduler=scheduler, autocast=precision.autocast, scaler=precision.scaler,
                                     progress=cfg.progress and info.is_main,

@@ -1,0 +1,114 @@
+"""``deepshield predict`` on a real FF++ video, an image, a faceless video, a folder, and bad inputs."""
+
+import json
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepshield.cli import main
+from deepshield.config import PredictConfig, TrainConfig
+from deepshield.data.video import read_media
+from deepshield.predict import Predictor, face_settings
+from deepshield.training.checkpoint import save_checkpoint
+
+REAL_VIDEO = "ffpp/original_sequences/youtube/c23/videos/004.mp4"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(trained_cnn, tmp_path_factory):
+    path = tmp_path_factory.mktemp("run") / "best.pt"
+    save_checkpoint(path, model=trained_cnn.state_dict(), config=TrainConfig(image_size=32).to_dict())
+    return path
+
+
+@pytest.fixture(scope="module")
+def no_face_video(tmp_path_factory):
+    """20 frames of smooth colour noise (no face anywhere), written with PyAV."""
+    path = tmp_path_factory.mktemp("media") / "noise.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 128, 128, "yuv420p"
+        for _ in range(20):
+            coarse = rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)
+            img = np.asarray(Image.fromarray(coarse).resize((128, 128), Image.BICUBIC))
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
+def _run(capsys, *argv):
+    rc = main(["predict", *map(str, argv)])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_video_gets_a_probability_and_per_frame_scores(dev_data, checkpoint, capsys):
+    rc, out, err = _run(capsys, dev_data / REAL_VIDEO, "--checkpoint", checkpoint, "--frames", "4", "--json")
+    assert rc == 0, err
+    result = json.loads(out)["results"][0]
+    assert result["status"] == "ok" and 0.0 <= result["p_fake"] <= 1.0 and result["label"] in ("REAL", "FAKE")
+    assert result["frames_sampled"] == 4 and result["faces_found"] >= 3
+    faces = result["faces"]
+    assert result["p_fake"] == pytest.approx(np.mean([f["p_fake"] for f in faces]))
+    assert all(len(f["box"]) == 4 and f["face_score"] >= 0.9 for f in faces)
+    rc, out, _ = _run(capsys, dev_data / REAL_VIDEO, "--checkpoint", checkpoint, "--frames", "2")
+    assert rc == 0 and "004.mp4" in out and ("REAL" in out or "FAKE" in out)
+
+
+def test_no_face_exits_3_with_a_message(no_face_video, checkpoint, capsys):
+    rc, out, err = _run(capsys, no_face_video, "--checkpoint", checkpoint, "--frames", "5")
+    assert rc == 3
+    assert f"no face found in {no_face_video}" in err and "5 sampled frame(s)" in err
+    assert "no face" in out
+
+
+def test_folder_of_image_and_videos(dev_data, no_face_video, checkpoint, tmp_path, capsys):
+    frame = next(read_media(dev_data / REAL_VIDEO, num_frames=1)).image
+    Image.fromarray(frame).save(tmp_path / "face.png")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "noise.mp4").write_bytes(no_face_video.read_bytes())
+    (tmp_path / "notes.txt").write_text("not media")
+    rc, out, _ = _run(capsys, tmp_path, "--checkpoint", checkpoint, "--json")
+    results = {r["path"].split("/")[-1]: r for r in json.loads(out)["results"]}
+    assert sorted(results) == ["face.png", "noise.mp4"]
+    assert results["face.png"]["status"] == "ok" and results["face.png"]["frames_sampled"] == 1
+    assert results["noise.mp4"]["status"] == "no_face"
+    assert rc == 3
+
+
+def test_bad_inputs_exit_2(checkpoint, tmp_path, capsys):
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("this is not a video")
+    rc, _, err = _run(capsys, bad, "--checkpoint", checkpoint)
+    assert rc == 2 and "cannot read" in err
+    rc, _, err = _run(capsys, tmp_path / "missing.mp4", "--checkpoint", checkpoint)
+    assert rc == 2 and "not found" in err
+    (tmp_path / "empty").mkdir()
+    rc, _, err = _run(capsys, tmp_path / "empty", "--checkpoint", checkpoint)
+    assert rc == 2 and "holds no videos or images" in err
+
+
+def test_face_settings_follow_flags_then_checkpoint_then_defaults():
+    cfg = PredictConfig(inputs=("x",), checkpoint="c")
+    s = face_settings(cfg, {}, image_size=96)
+    assert (s.margin, s.size, s.detector, s.min_score) == (1.3, 96, "mtcnn", 0.9)
+    assert (s.faces, s.fps, s.frames) == ("largest", None, 32)
+    pre = {"preprocess": {"margin": 1.5, "size": 224, "min_score": 0.95, "fps": 1.0, "detector": "mtcnn"}}
+    s = face_settings(cfg, pre, image_size=96)
+    assert (s.margin, s.size, s.min_score, s.fps, s.frames) == (1.5, 224, 0.95, 1.0, None)
+    s = face_settings(PredictConfig(inputs=("x",), checkpoint="c", margin=1.1, frames=4), pre, image_size=96)
+    assert (s.margin, s.fps, s.frames) == (1.1, None, 4)
+    with pytest.raises(ValueError, match="--margin >= 1"):
+        face_settings(PredictConfig(inputs=("x",), checkpoint="c", margin=0.5), {}, image_size=96)
+
+
+def test_predictor_reads_preprocess_settings_from_checkpoint(trained_cnn, tmp_path):
+    config = {**TrainConfig(image_size=32).to_dict(), "preprocess": {"margin": 1.6, "size": 64}}
+    save_checkpoint(tmp_path / "best.pt", model=trained_cnn.state_dict(), config=config)
+    p = Predictor(PredictConfig(inputs=(), checkpoint=str(tmp_path / "best.pt")))
+    assert (p.settings.margin, p.settings.size) == (1.6, 64)
+    crop = p._crop(np.zeros((100, 120, 3), np.uint8), (30, 20, 70, 60))
+    assert crop.shape == (32, 32, 3)  # cropped at 64 px, then resized to the model's 32 px

@@ -32,7 +32,7 @@ def run_demo(out: str | Path = "runs/demo", n_train: int = 2000, n_test: int = 5
     test = build_eval_dataset("synthetic", image_size=image_size, n=n_test, seed=seed)
     # Square only runs inside the sanity checks here; a smaller budget keeps the demo to minutes on a CPU.
     spec = SweepSpec(attacks=("fgsm", "pgd"), eps=DEMO_EPS, norm="linf", steps=10, seed=seed,
-                     square_queries=300, sanity_n=256)
+                     square_queries=100, sanity_n=128)
     results = {}
     for name, cfg in runs.items():
         print(f"== training {name} ({cfg.adv}) ==", flush=True)

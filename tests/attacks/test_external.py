@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from deepshield.attacks.base import flat_norm
 from deepshield.attacks import APGD, ATTACKS, Square, build_attack
 from deepshield.data.synthetic import SyntheticDeepfakeDataset
 from deepshield.models import build_model
@@ -16,17 +17,6 @@ CONFIGS = [
     ("square", {"norm": "linf", "eps": 8 / 255, "queries": 10}),
     ("square", {"norm": "l2", "eps": 0.5, "queries": 10}),
 ]
-
-
-@pytest.fixture(scope="module")
-def batch():
-    ds = SyntheticDeepfakeDataset(16, image_size=32, seed=7)
-    return ds.images, ds.labels
-
-
-def _norm(d, norm):
-    flat = d.flatten(1)
-    return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
 
 
 def test_registered():
@@ -51,7 +41,7 @@ def test_box_ball_and_state(batch, name, kw):
         x_adv = build_attack(name, seed=0, **kw)(model, x, y)
     assert x_adv.shape == x.shape and x_adv.dtype == x.dtype and not x_adv.requires_grad
     assert x_adv.min() >= 0 and x_adv.max() <= 1
-    assert (_norm(x_adv - x, kw["norm"]) <= kw["eps"] + 1e-5).all()
+    assert (flat_norm(x_adv - x, kw["norm"]) <= kw["eps"] + 1e-5).all()
     assert [m.training for m in model.modules()] == modes
     for k, v in model.state_dict().items():  # parameters and BatchNorm statistics
         assert torch.equal(v, state[k]), k

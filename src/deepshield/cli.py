@@ -10,11 +10,11 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from fractions import Fraction
 
 from deepshield import __version__
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError)
+AUGMENT_NAMES = ("faces", "none")  # data.transforms.AUGMENTS; kept here so --help imports no torch
 
 
 class UsageError(ValueError):
@@ -22,9 +22,11 @@ class UsageError(ValueError):
 
 
 def parse_eps(text: str) -> float:
-    """'8/255', '0.03' or '0' -> float in [0, 1] pixel units."""
+    """'8/255', '1.25/255', '0.03' or '0' -> float in [0, 1] pixel units."""
+    from deepshield.config import parse_fraction
+
     try:
-        value = float(Fraction(text.strip()))
+        value = parse_fraction(text)
     except (ValueError, ZeroDivisionError):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number; write eps like 8/255 or 0.031") from None
     if value < 0:
@@ -89,7 +91,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                      norm=args.norm, steps=args.steps, restarts=args.restarts,
                      square_queries=args.square_queries, early_stop=not args.no_early_stop,
                      sanity_n=args.sanity_n, gallery=args.gallery,
-                     batch_size=args.batch_size, n_test=args.n_test, seed=args.seed, out=args.out,
+                     batch_size=args.batch_size, n_test=args.n_test, max_videos=args.max_videos,
+                     seed=args.seed, out=args.out,
                      device=args.device, sanity=not args.no_sanity, progress=not args.quiet)
     results = evaluate(cfg)
     print(console_summary(results["run"], results))
@@ -111,12 +114,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a detector (optionally adversarially)",
                        description="Train a deepfake detector. Safe adversarial-training defaults: "
                                    "eps 4/255, alpha eps/4, 7 PGD steps.")
-    p.add_argument("--dataset", default="synthetic", help="synthetic | catalog:PATH[:split] (default: synthetic)")
+    p.add_argument("--config", default=None,
+                   help="a YAML recipe (e.g. recipes/dfdc-faces-standard.yaml); flags given here override it")
+    p.add_argument("--dataset", default="synthetic",
+                   help="synthetic | catalog:PATH[:split] (default: synthetic)")
     p.add_argument("--backbone", default="small_cnn",
-                   help="small_cnn, resnet50, mobilenetv3_large_100, efficientnet_b0, efficientnet_b4, xception, "
+                   help="small_cnn, resnet50, mobilenetv3_large_100, efficientnet_b0, efficientnet_b4, "
+                        "xception, "
                         "tf_efficientnet_lite0, mobilenetv2, or any timm model name (default: small_cnn)")
     p.add_argument("--pretrained", default=None,
-                   help="state-dict file (timm/torchvision names) to start from, or 'timm' (needs internet)")
+                   help="state-dict file (timm/torchvision names, or a deepshield checkpoint) to start from; "
+                        "'imagenet' for the offline ImageNet weights of tf_efficientnet_lite0 and "
+                        "mobilenetv2; "
+                        "or 'timm' (needs internet)")
     p.add_argument("--image-size", type=positive_int, default=64, help="input size in pixels (default: 64)")
     p.add_argument("--adv", default="none", choices=["none", "pgd", "fgsm-rs", "trades", "mart"],
                    help="adversarial training method (default: none)")
@@ -133,12 +143,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/train", help="run folder (default: runs/train)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars to OUT/tensorboard")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard scalars to OUT/tensorboard")
     p.add_argument("--smoke", action="store_true", help="a seconds-long run to check the set-up")
     p.add_argument("--workers", type=non_negative_int, default=0, help="DataLoader workers (default: 0)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
-    p.add_argument("--n-train", type=positive_int, default=4000, help="synthetic training images (default: 4000)")
-    p.add_argument("--n-val", type=positive_int, default=1000, help="synthetic validation images (default: 1000)")
+    p.add_argument("--n-train", type=positive_int, default=4000,
+                   help="synthetic training images (default: 4000)")
+    p.add_argument("--n-val", type=positive_int, default=1000,
+                   help="synthetic validation images (default: 1000)")
     p.add_argument("--frames-per-video", type=positive_int, default=8,
                    help="catalog: frames sampled per video each epoch (default: 8)")
     p.add_argument("--freeze-epochs", type=non_negative_int, default=0,
@@ -152,6 +165,11 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", default=None, help="decoded-crop cache folder (default: OUT/cache)")
     p.add_argument("--no-cache", dest="cache", action="store_false", help="decode crops every epoch")
     p.add_argument("--balance", action="store_true", help="class-balanced frame sampling")
+    p.add_argument("--augment", default="faces", choices=sorted(AUGMENT_NAMES),
+                   help="training augmentation: faces (flip, crop, colour, JPEG, blur, cutout) | none "
+                        "(default: faces)")
+    p.add_argument("--max-train", type=positive_int, default=None,
+                   help="catalog: train on a seeded subset of at most N videos (default: all)")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(func=_train)
 
@@ -161,7 +179,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                        description="Clean metrics (frame, video, per method) and accuracy/AUC under each "
                                    "attack and eps, with sanity checks against gradient masking; writes "
                                    "results.json, report.md and report.html.")
-    p.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a training run")
+    p.add_argument("--checkpoint", required=True,
+                   help="best.pt or last.pt of a training run, or 'default' (the bundled detector)")
     p.add_argument("--dataset", default="synthetic",
                    help="synthetic | catalog:PATH[:split] (default: synthetic)")
     p.add_argument("--attacks", default="fgsm,pgd",
@@ -181,6 +200,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="faces in the report gallery (default: 6)")
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--n-test", type=positive_int, default=1000, help="synthetic test images (default: 1000)")
+    p.add_argument("--max-videos", type=positive_int, default=None,
+                   help="catalog: evaluate a seeded, label-balanced subset of at most N videos "
+                        "(default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None,
                    help="output folder (default: next to the checkpoint: eval/, or eval_<catalog folder>/)")
@@ -232,11 +254,14 @@ def _predict(args: argparse.Namespace) -> int:
     from deepshield.predict import Predictor, collect_inputs, exit_code, format_text, problem_lines, to_json
 
     cfg = PredictConfig(inputs=tuple(args.inputs), checkpoint=args.checkpoint, frames=args.frames,
-                        detector=args.detector, margin=args.margin, size=args.size, min_score=args.min_score,
+                        detector=args.detector, margin=args.margin, shift=args.shift, size=args.size,
+                        min_score=args.min_score,
                         threshold=args.threshold, aggregate=args.aggregate, batch_size=args.batch_size,
                         device=args.device, as_json=args.json)
     files = collect_inputs(cfg.inputs)
     predictor = Predictor(cfg)
+    for warning in predictor.warnings:
+        print(f"deepshield predict: warning: {warning}", file=sys.stderr)
     results = [predictor.predict(f) for f in files]
     if cfg.as_json:
         print(json.dumps(to_json(results, cfg, predictor.settings), indent=1))
@@ -253,13 +278,17 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                                    "print each video's fake probability (per frame with --json). Exit code 3 "
                                    "when an input has no face, 2 when one cannot be read.")
     p.add_argument("inputs", nargs="+", help="videos, images, or folders of them")
-    p.add_argument("--checkpoint", required=True, help="best.pt or last.pt of a training run")
+    p.add_argument("--checkpoint", default="default",
+                   help="best.pt or last.pt of a training run, or 'default': the detector bundled with "
+                        "deepshield (see its model card) (default: default)")
     p.add_argument("--json", action="store_true", help="print JSON with per-frame scores")
     p.add_argument("--frames", type=positive_int, default=None,
                    help="frames sampled evenly per video (default: as preprocessed for training, else 32)")
     p.add_argument("--detector", default=None, help="face detector (default: the checkpoint's, else mtcnn)")
     p.add_argument("--margin", type=float, default=None,
                    help="crop margin (default: the checkpoint's, else 1.3)")
+    p.add_argument("--shift", type=float, default=None,
+                   help="crop centre shift down, in face box sides (default: the checkpoint's, else 0)")
     p.add_argument("--size", type=positive_int, default=None,
                    help="crop size in px (default: the checkpoint's, else its image size)")
     p.add_argument("--min-score", type=float, default=None,
@@ -288,9 +317,11 @@ def _preprocess(args: argparse.Namespace) -> int:
 
     cfg = PreprocessConfig(root=args.root, layout=args.layout, out=args.out, fps=args.fps,
                            frames_per_video=args.frames_per_video, size=args.size, margin=args.margin,
-                           faces=args.faces, workers=args.workers, min_score=args.min_score, format=args.format,
+                           faces=args.faces, workers=args.workers, min_score=args.min_score,
+                           format=args.format,
                            quality=args.quality, compression=args.compression, splits=args.splits,
-                           shard=args.shard, max_side=args.max_side)
+                           shard=args.shard, max_side=args.max_side, shift=args.shift, metadata=args.metadata,
+                           split_ratios=args.split_ratios)
     print(run_preprocess(cfg, progress=not args.quiet))
     return 0
 
@@ -298,13 +329,22 @@ def _preprocess(args: argparse.Namespace) -> int:
 def _add_preprocess(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("preprocess", help="videos -> face crops + catalog.csv (MTCNN; resumable, parallel)")
     p.add_argument("root", help="dataset folder")
-    p.add_argument("--layout", required=True, choices=["ffpp", "celebdf", "dfdc", "folder"])
+    p.add_argument("--layout", required=True, choices=["ffpp", "celebdf", "dfdc", "folder", "faces"],
+                   help="faces: pre-cropped face images (real/ and fake/, or a --metadata CSV)")
     p.add_argument("--out", required=True, help="output folder (not inside ROOT/real or ROOT/fake)")
     p.add_argument("--fps", type=float, default=None, help="frames per second to sample")
     p.add_argument("--frames-per-video", type=positive_int, default=None,
                    help="N evenly spaced frames per video (default: 32 when --fps is not given)")
     p.add_argument("--size", type=positive_int, default=224, help="crop size in pixels (default: 224)")
-    p.add_argument("--margin", type=float, default=1.3, help="crop side = margin x face box side (default: 1.3)")
+    p.add_argument("--margin", type=float, default=1.3,
+                   help="crop side = margin x face box side; < 1 zooms into the face (default: 1.3)")
+    p.add_argument("--shift", type=float, default=0.0,
+                   help="move the crop centre down by this fraction of the face box (default: 0)")
+    p.add_argument("--metadata", default=None,
+                   help="faces: CSV with file,label[,video,original] (default: ROOT/metadata.csv if present)")
+    p.add_argument("--split-ratios", default=None,
+                   help="train,val,test fractions for videos without an official split, assigned by group "
+                        "(a real video and its fakes together) (default: 0.8,0.1,0.1)")
     p.add_argument("--faces", default="largest", choices=["largest", "all"])
     p.add_argument("--workers", type=positive_int, default=1, help="parallel worker processes (default: 1)")
     p.add_argument("--min-score", type=float, default=0.9, help="minimum detector confidence (default: 0.9)")
@@ -338,17 +378,35 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_train, _add
 COMMANDS += [_add_report, _add_predict, _add_preprocess, _add_catalog]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="deepshield", description="Deepfake detectors that hold up under adversarial attack.")
+def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
+    """The CLI; ``train_defaults`` (a recipe's values) replace the train flags' defaults."""
+    parser = Parser(prog="deepshield",
+                    description="Deepfake detectors that hold up under adversarial attack.")
     parser.add_argument("--version", action="version", version=f"deepshield {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for add in COMMANDS:
         add(sub)
+    if train_defaults:
+        sub.choices["train"].set_defaults(**train_defaults)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; for ``train --config RECIPE``, the recipe's values become the flags' defaults."""
     args = build_parser().parse_args(argv)
+    if args.command == "train" and args.config:
+        from deepshield.config import load_recipe
+
+        args = build_parser(load_recipe(args.config)).parse_args(argv)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except USER_ERRORS as e:  # a bad recipe
+        print(f"deepshield train: error: {e}", file=sys.stderr)
+        return 2
     try:
         return args.func(args)
     except USER_ERRORS as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 
@@ -12,7 +13,7 @@ class TrainConfig:
 
     dataset: str = "synthetic"          # synthetic | catalog:PATH[:split]
     backbone: str = "small_cnn"
-    pretrained: str | None = None       # local state-dict path, or "timm"
+    pretrained: str | None = None       # local state-dict path, "imagenet" (offline weights), or "timm"
     image_size: int = 64
     adv: str = "none"                   # none | pgd | fgsm-rs | trades | mart
     eps: float = 4 / 255
@@ -42,7 +43,10 @@ class TrainConfig:
     cache_dir: str | None = None        # default: OUT/cache
     balance: bool = False               # class-balanced frame sampling
     val_attack_steps: int = 10
-    best_metric: str | None = None      # default: val_robust_score (mean clean+PGD acc) when adversarial, else val_auc
+    best_metric: str | None = None      # default: val_robust_score (clean+PGD) if adversarial, else val_auc
+    augment: str = "faces"              # training augmentation: faces | none (see data.transforms.AUGMENTS)
+    max_train: int | None = None        # catalog: at most this many training videos (a seeded subset)
+    config: str | None = None           # the recipe (YAML) the run was started from
     progress: bool = True
 
     @property
@@ -56,6 +60,53 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def parse_fraction(text: str) -> float:
+    """``"2/255"``, ``"1.25/255"`` or ``"0.008"`` -> float; ValueError otherwise."""
+    num, _, den = text.strip().partition("/")
+    value = float(num) / float(den) if den else float(num)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
+
+
+class RecipeError(ValueError):
+    """A recipe file that cannot be used; the message names the file and the key."""
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """A training recipe (YAML mapping of TrainConfig fields; dashes or underscores) -> field values.
+
+    ``eps`` and ``alpha`` may be written as fractions ("2/255"). Raises ``RecipeError`` naming an
+    unknown key or a file that is missing or not a mapping.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe {path}: not found; pass a YAML file such as "
+                          "recipes/dfdc-faces-standard.yaml")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise RecipeError(f"recipe {path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe {path}: expected a mapping of settings (key: value)")
+    names = {f.name: f for f in fields(TrainConfig)}
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in names or name in ("config", "resume"):
+            raise RecipeError(f"recipe {path}: unknown key {key!r}; valid keys are the train flags: "
+                              + ", ".join(sorted(n for n in names if n not in ("config", "resume"))))
+        if name in ("eps", "alpha") and isinstance(value, str):
+            try:
+                value = parse_fraction(value)
+            except (ValueError, ZeroDivisionError):
+                raise RecipeError(f"recipe {path}: {key}: {value!r} is not a number like 2/255") from None
+        out[name] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -75,6 +126,7 @@ class EvalConfig:
     gallery: int = 6                    # faces in the report's gallery
     batch_size: int = 128
     n_test: int = 1000                  # synthetic test images
+    max_videos: int | None = None       # catalog: a seeded, label-balanced subset of this many videos
     seed: int = 0
     out: str | None = None              # default: next to the checkpoint (eval/ or eval_<catalog>/)
     device: str = "auto"
@@ -92,10 +144,11 @@ class PredictConfig:
     (``config["preprocess"]``), else the preprocessing defaults (margin 1.3, size = image_size)."""
 
     inputs: tuple[str, ...]             # videos, images or folders of them
-    checkpoint: str
+    checkpoint: str = "default"         # a run's best.pt, or "default" (the bundled detector)
     frames: int | None = None           # frames sampled evenly per video (default: as preprocessed, else 32)
     detector: str | None = None         # face detector name (default: checkpoint's, else mtcnn)
     margin: float | None = None         # crop side = margin x the face box's longer side
+    shift: float | None = None          # crop centre moved down by this fraction of the face box
     size: int | None = None             # crop size before resizing to the model's image_size
     min_score: float | None = None      # detector confidence a face needs, in [0, 1]
     threshold: float = 0.5              # fake probability above which a video is called FAKE

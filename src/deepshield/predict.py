@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from deepshield.config import PredictConfig
-from deepshield.data.faces import build_detector, build_selector, crop_face
+from deepshield.data.faces import CropGeometry, build_detector, build_selector
 from deepshield.data.preprocess import DEFAULT_FRAMES_PER_VIDEO, DETECT_BATCH, PreprocessConfig
 from deepshield.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Frame, VideoError, read_media
 from deepshield.evaluation.evaluate import load_model_and_config
@@ -42,6 +42,7 @@ class FaceSettings:
 
     detector: str
     margin: float
+    shift: float
     size: int
     min_score: float
     faces: str
@@ -62,16 +63,30 @@ def face_settings(cfg: PredictConfig, train_config: dict, image_size: int) -> Fa
     settings = FaceSettings(
         detector=pick(cfg.detector, "detector", _PREPROCESS_DEFAULTS["detector"]),
         margin=float(pick(cfg.margin, "margin", _PREPROCESS_DEFAULTS["margin"])),
+        shift=float(pick(cfg.shift, "shift", 0.0)),
         size=int(pick(cfg.size, "size", image_size)),
         min_score=float(pick(cfg.min_score, "min_score", _PREPROCESS_DEFAULTS["min_score"])),
         faces=pre.get("faces") or _PREPROCESS_DEFAULTS["faces"],
         max_side=int(pre.get("max_side") or _PREPROCESS_DEFAULTS["max_side"]),
         fps=fps, frames=frames,
     )
-    if settings.margin < 1 or settings.size < 8 or not 0 <= settings.min_score <= 1 or (frames or 1) < 1:
-        raise ValueError(f"bad face settings {settings}: need --margin >= 1, --size >= 8, "
-                         "--min-score in [0, 1], --frames >= 1")
+    if not 0 <= settings.min_score <= 1 or (frames or 1) < 1:
+        raise ValueError(f"bad face settings {settings}: need --min-score in [0, 1], --frames >= 1")
+    CropGeometry(settings.size, settings.margin, settings.shift)  # raises on a bad --margin/--shift/--size
     return settings
+
+
+def setting_warnings(cfg: PredictConfig, train_config: dict) -> list[str]:
+    """Flags that override the crop settings the model was trained with, and a checkpoint without any."""
+    pre = train_config.get("preprocess")
+    if not pre:
+        return ["the checkpoint records no preprocessing settings (trained on synthetic data or an old run); "
+                "faces are cropped with the defaults, which may not match its training crops"]
+    flags = {"detector": cfg.detector, "margin": cfg.margin, "shift": cfg.shift, "size": cfg.size,
+             "min_score": cfg.min_score}
+    return [f"--{k.replace('_', '-')} {v} overrides the {pre[k]} the model was trained with; its crops will "
+            "differ from the training crops" for k, v in flags.items()
+            if v is not None and pre.get(k) is not None and v != pre[k]]
 
 
 @dataclass
@@ -136,6 +151,8 @@ class Predictor:
         self.device = select_device(cfg.device)
         self.model, self.train_cfg, raw = load_model_and_config(cfg.checkpoint, self.device)
         self.settings = face_settings(cfg, raw, self.train_cfg.image_size)
+        self.warnings = setting_warnings(cfg, raw)
+        self.geometry = CropGeometry(self.settings.size, self.settings.margin, self.settings.shift)
         self.detector = build_detector(self.settings.detector, max_side=self.settings.max_side)
 
     def predict(self, path: str | Path) -> MediaResult:
@@ -179,7 +196,7 @@ class Predictor:
                 return
 
     def _crop(self, image: np.ndarray, box) -> np.ndarray:
-        crop = crop_face(image, box, self.settings.size, self.settings.margin)
+        crop = self.geometry.crop(image, box)
         size = self.train_cfg.image_size
         if crop.shape[0] != size:  # as the datasets resize stored crops (PIL bilinear)
             crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR))
@@ -243,4 +260,4 @@ def to_json(results: list[MediaResult], cfg: PredictConfig, settings: FaceSettin
 
 
 __all__ = ["FaceScore", "FaceSettings", "MediaResult", "Predictor", "collect_inputs", "exit_code",
-           "face_settings", "format_text", "predict_files", "problem_lines", "to_json"]
+           "face_settings", "format_text", "predict_files", "problem_lines", "setting_warnings", "to_json"]

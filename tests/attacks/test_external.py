@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from deepshield.attacks.base import flat_norm
 from deepshield.attacks import APGD, ATTACKS, Square, build_attack
+from deepshield.attacks.base import flat_norm
 from deepshield.data.synthetic import SyntheticDeepfakeDataset
 from deepshield.models import build_model
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from deepshield.attacks.base import flat_norm
 from deepshield.attacks import ATTACKS, FGSM, PGD, build_attack
+from deepshield.attacks.base import flat_norm
 from deepshield.data.synthetic import SyntheticDeepfakeDataset
 from deepshield.models import build_model
 

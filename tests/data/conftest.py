@@ -151,14 +151,3 @@ def dev_ffpp() -> Path:
     if not (DEV_FFPP / "original_sequences").is_dir():
         pytest.skip(f"real FF++ dev videos not found at {DEV_FFPP}")
     return DEV_FFPP
-
-
-@pytest.fixture()
-def one_torch_thread():
-    """MTCNN's many small ops run slower with 2 intra-op threads on a busy 2-core machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -220,7 +220,7 @@ def ffpp_catalog(dev_data, tmp_path_factory) -> Path:
     torch.set_num_threads(1)  # MTCNN's many small ops run faster on one thread of a busy 2-core box
     try:
         run_preprocess(PreprocessConfig(root=dev_data / "ffpp", layout="ffpp", out=out, frames_per_video=3,
-                                        size=64, max_side=320), progress=False)
+                                        size=64, max_side=320, split_ratios="1,0,0"), progress=False)
     finally:
         torch.set_num_threads(threads)
     assert len({r.video_id for r in read_catalog(out / "catalog.csv")}) == 7
@@ -230,7 +230,7 @@ def ffpp_catalog(dev_data, tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_no_frame_of_one_video_in_two_splits(ffpp_catalog, tmp_path):
     rows = read_catalog(ffpp_catalog)
-    assert {r.split for r in rows} == {"unassigned"}  # no official split files: the holdout path
+    assert {r.split for r in rows} == {"train"}  # every group in train: validation is a seeded holdout
     cfg = TrainConfig(dataset=f"catalog:{ffpp_catalog}", image_size=64, out=str(tmp_path))
     train, val = build_datasets(cfg)
     assert not set(train.row_videos) & set(val.row_videos)

@@ -5,6 +5,7 @@ import pytest
 
 from deepshield.data.faces import (
     DETECTORS,
+    CropGeometry,
     Face,
     FaceDetector,
     IoUTracker,
@@ -13,6 +14,8 @@ from deepshield.data.faces import (
     build_detector,
     build_selector,
     crop_face,
+    fit_ratio,
+    fit_square,
     square_box,
 )
 from deepshield.data.video import read_frames
@@ -25,17 +28,31 @@ def test_square_box_is_centred_and_uses_the_longer_side():
     assert square_box((10, 20, 30, 60), margin=1.5) == (-10, 10, 50, 70)
 
 
-def test_crop_pads_at_the_border_instead_of_squashing():
+def test_square_box_shift_moves_the_centre_down_by_a_fraction_of_the_longer_side():
+    assert square_box((10, 20, 30, 60), margin=1.0, shift=0.25) == (0, 30, 40, 70)
+
+
+def test_crop_moves_inside_the_frame_instead_of_padding_or_squashing():
     image = np.zeros((50, 60, 3), dtype=np.uint8)
     image[:40, :20] = 200  # the "face" fills the top-left corner
-    crop = crop_face(image, (0, 0, 20, 40), size=40, margin=1.0)  # square 40 px: 10 px left of the frame
+    crop = crop_face(image, (0, 0, 20, 40), size=40, margin=1.0)  # square 40 px would start 10 px left
     assert crop.shape == (40, 40, 3)
-    assert (crop[:, :10] == 0).all()  # padding, not stretched face
-    assert (crop[:, 10:30] == 200).all()
-    assert (crop[:, 30:] == 0).all()
+    assert (crop[:, :20] == 200).all() and (crop[:, 20:] == 0).all()  # moved right, no black padding
+    assert fit_square(square_box((0, 0, 20, 40), 1.0), 60, 50) == (0, 0, 40, 40)
     resized = crop_face(image, (0, 0, 20, 40), size=20, margin=1.0)
     assert resized.shape == (20, 20, 3)
-    assert resized[:, 7:13].mean() > 190 and resized[:, :4].mean() < 10  # same geometry, half size
+    assert resized[:, 2:8].mean() > 190 and resized[:, 13:].mean() < 10  # same geometry, half size
+
+
+def test_square_larger_than_the_image_is_reduced_to_it():
+    image = np.random.default_rng(0).integers(0, 255, (100, 100, 3), dtype=np.uint8)
+    box = (-20, -30, 120, 130)  # MTCNN's box of a tight face photo is larger than the photo
+    assert fit_ratio(box, 100, 100, margin=1.3) == pytest.approx(100 / 208, abs=0.01)
+    assert fit_ratio((40, 40, 60, 60), 100, 100, margin=1.3) == 1.0
+    crop = crop_face(image, box, size=100, margin=1.3)
+    assert np.array_equal(crop, image)  # the whole photo, no padding
+    with pytest.raises(ValueError, match="margin"):
+        CropGeometry(margin=0)
 
 
 def test_box_iou():

@@ -40,7 +40,8 @@ def test_ffpp_dev_videos(dev_ffpp: Path):
         "unassigned",
     )
     assert by_id["youtube/c23/004"].method == "original"
-    assert by_id["youtube/c23/004"].path.resolve() == (dev_ffpp / "original_sequences/youtube/c23/videos/004.mp4").resolve()
+    expected = dev_ffpp / "original_sequences/youtube/c23/videos/004.mp4"
+    assert by_id["youtube/c23/004"].path.resolve() == expected.resolve()
 
 
 def test_ffpp_official_splits_and_compression(tmp_path: Path):

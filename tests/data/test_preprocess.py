@@ -53,7 +53,9 @@ def reference(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_config_errors_are_one_line_value_errors(tmp_path: Path):
     cases = [
         ({"fps": 1.0}, "not both"),
-        ({"margin": 0.5}, "--margin 0.5"),
+        ({"margin": 0.0}, "--margin 0.0"),
+        ({"shift": 2.0}, "--shift 2.0"),
+        ({"split_ratios": "0.8,0.2"}, "--split-ratios"),
         ({"format": "gif"}, "--format 'gif'"),
         ({"shard": "0/4"}, "1 <= K <= N"),
         ({"shard": "two"}, "expected K/N"),

@@ -5,7 +5,8 @@ from deepshield.data.synthetic import SyntheticDeepfakeDataset
 
 
 def test_deterministic_range_and_labels():
-    a, b = SyntheticDeepfakeDataset(16, image_size=32, seed=3), SyntheticDeepfakeDataset(16, image_size=32, seed=3)
+    a = SyntheticDeepfakeDataset(16, image_size=32, seed=3)
+    b = SyntheticDeepfakeDataset(16, image_size=32, seed=3)
     assert torch.equal(a.images, b.images)
     assert not torch.equal(a.images, SyntheticDeepfakeDataset(16, image_size=32, seed=4).images)
     x, y = a[1]

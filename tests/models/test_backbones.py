@@ -199,3 +199,24 @@ def test_small_cnn_takes_a_local_pretrained_file(tmp_path):
         assert torch.equal(model(x), source.eval()(x))
     with pytest.raises(PretrainedError):
         build_model("small_cnn", pretrained="timm")
+
+
+def test_pretrained_imagenet_resolves_the_installed_offline_weights(chelsea):
+    model = build_model("tf_efficientnet_lite0", num_classes=1000, pretrained="imagenet").eval()
+    assert model.pretrained_report.loaded == 296
+    with torch.no_grad():
+        assert model(chelsea).argmax(1).item() in CAT_CLASSES
+    mobilenet = build_model("mobilenetv2", num_classes=2, pretrained="imagenet")
+    assert mobilenet.pretrained_report.loaded == 312  # all but the 1000-class head
+    for name in ("resnet50", "small_cnn"):
+        with pytest.raises(PretrainedError, match="tf_efficientnet_lite0") as err:
+            build_model(name, pretrained="imagenet")
+        assert "\n" not in str(err.value)
+
+
+def test_a_fresh_binary_head_starts_near_chance():
+    torch.manual_seed(0)
+    model = build_model("tf_efficientnet_lite0", pretrained="imagenet").eval()
+    with torch.no_grad():
+        logits = model(torch.rand(8, 3, 64, 64))
+    assert logits.abs().max() < 1.0  # timm's default head init gave logits of about +-10

@@ -18,6 +18,7 @@ def test_count_parameters_and_registry_errors():
     model = build_model("small_cnn")
     assert count_parameters(model) == sum(p.numel() for p in model.parameters())
     model.head.weight.requires_grad_(False)
-    assert count_parameters(model) == count_parameters(model, trainable_only=False) - model.head.weight.numel()
+    frozen = model.head.weight.numel()
+    assert count_parameters(model) == count_parameters(model, trainable_only=False) - frozen
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         build_model("nope")

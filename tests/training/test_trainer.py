@@ -18,7 +18,8 @@ def test_run_outputs_and_tensorboard(tmp_path):
     result = trainer.train(cfg)
     lines = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [1, 2]
-    assert {"train_loss", "train_acc", "val_acc", "val_auc", "val_pgd_acc", "lr", "eps", "images_per_s"} <= set(lines[0])
+    keys = {"train_loss", "train_acc", "val_acc", "val_auc", "val_pgd_acc", "lr", "eps", "images_per_s"}
+    assert keys <= set(lines[0])
     assert json.loads((tmp_path / "run" / "config.json").read_text())["adv"] == "pgd"
     assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     ckpt = load_checkpoint(result.last_path)
@@ -52,7 +53,11 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path, monkeypatch):
 
     a, b = load_checkpoint(straight.last_path)["model"], load_checkpoint(resumed.last_path)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
-    curve = lambda p: [(m["epoch"], m["train_loss"]) for m in map(json.loads, (p / "metrics.jsonl").read_text().splitlines())]  # noqa: E731
+
+    def curve(p):
+        lines = (p / "metrics.jsonl").read_text().splitlines()
+        return [(m["epoch"], m["train_loss"]) for m in map(json.loads, lines)]
+
     assert curve(tmp_path / "straight") == curve(tmp_path / "resumed")
 
 
@@ -60,8 +65,8 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path, monkeypatch):
 def test_ddp_two_process_gloo_matches_single_process(tmp_path):
     args = ["train", "--dataset", "synthetic", "--n-train", "768", "--n-val", "256", "--image-size", "32",
             "--epochs", "3", "--batch-size", "64", "--lr", "3e-3", "--quiet"]
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "deepshield", *args, "--out", str(tmp_path / "ddp")],
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node", "2", "-m", "deepshield", *args, "--out", str(tmp_path / "ddp")],
                          capture_output=True, text=True, timeout=600)
     assert ddp.returncode == 0, ddp.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "ddp").glob("*.pt")) == ["best.pt", "last.pt"]

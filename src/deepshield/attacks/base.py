@@ -62,7 +62,8 @@ class Attack:
     """Base class. Subclasses implement ``_perturb(model, x, y) -> x_adv`` and may assume grad is on
     and the model is in the mode the attack asked for."""
 
-    def __init__(self, eps: float, norm: str = "linf", eval_mode: bool = True, seed: int | None = None) -> None:
+    def __init__(self, eps: float, norm: str = "linf", eval_mode: bool = True,
+                 seed: int | None = None) -> None:
         if not (eps >= 0):
             raise ValueError(f"eps must be >= 0 (pixel units in [0, 1], e.g. 8/255), got {eps}")
         if norm not in NORMS:
@@ -91,7 +92,7 @@ class Attack:
             with torch.inference_mode(False), torch.enable_grad():
                 x_adv = self._perturb(model, x, y)
         finally:
-            for m, mode in zip(model.modules(), modes):
+            for m, mode in zip(model.modules(), modes, strict=True):
                 m.training = mode
         with torch.inference_mode(False):
             return project(x_adv.detach(), x, self.eps, self.norm)

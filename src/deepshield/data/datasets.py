@@ -31,8 +31,8 @@ from deepshield.data.catalog import SPLITS, CatalogRow, read_catalog
 from deepshield.data.synthetic import SyntheticDeepfakeDataset
 from deepshield.data.transforms import (
     Transform,
+    build_augment,
     build_eval_transform,
-    build_train_transform,
     seeded,
     single_thread,
 )
@@ -230,6 +230,47 @@ def holdout_videos(rows: Sequence[CatalogRow], fraction: float = VAL_FRACTION, s
     return first or set()
 
 
+def subset_videos(rows: Sequence[CatalogRow], n: int, seed: int = 0) -> list[CatalogRow]:
+    """The rows of at most ``n`` videos, drawn seeded and evenly across labels (whole videos)."""
+    keys = sorted({video_key(r) for r in rows})
+    if len(keys) <= n:
+        return list(rows)
+    label = {video_key(r): r.label for r in rows}
+    rng = np.random.default_rng(seed)
+    by_label = [[k for k in keys if label[k] == c] for c in (0, 1)]
+    share = [round(n * len(ks) / len(keys)) for ks in by_label]
+    keep = {k for ks, m in zip(by_label, share, strict=True) for k in rng.permutation(ks)[:m]}
+    return [r for r in rows if video_key(r) in keep]
+
+
+def catalog_preprocess_settings(spec: str) -> dict[str, Any] | None:
+    """The crop settings of a ``catalog:PATH`` dataset, from ``preprocess.json`` beside its catalog.
+
+    These travel with a trained model (``config["preprocess"]``) so ``deepshield predict`` crops faces
+    as the training crops were cut. None for synthetic data or a catalog without ``preprocess.json``.
+    """
+    import json
+
+    scheme, arg = parse_spec(spec)
+    if scheme != "catalog":
+        return None
+    path, _ = parse_catalog_arg(arg)
+    settings = path.parent / "preprocess.json"
+    if not settings.is_file():
+        return None
+    try:
+        data = json.loads(settings.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{settings}: not valid JSON ({err}); rerun deepshield preprocess") from None
+    keys = ("layout", "detector", "margin", "shift", "size", "min_score", "faces", "max_side", "fps",
+            "frames_per_video")
+    out = {k: data.get(k) for k in keys}
+    out["shift"] = out["shift"] or 0.0
+    if data.get("layout") == "faces":  # one image per face: a video's frame count is not the catalog's
+        out["fps"] = out["frames_per_video"] = None
+    return out
+
+
 def parse_catalog_arg(arg: str | None) -> tuple[Path, str | None]:
     """``"faces/catalog.csv:test"`` -> (Path("faces/catalog.csv"), "test"); no split -> None."""
     if not arg:
@@ -262,10 +303,12 @@ def _catalog(arg: str | None, cfg: Any) -> DatasetPair:
         if not train_rows:
             raise ValueError(f"{path}: {len(val_keys)} video(s) cannot be split into train and val; "
                              "add videos or give the catalog train/val splits")
+    if getattr(cfg, "max_train", None):
+        train_rows = subset_videos(train_rows, cfg.max_train, seed)
     common = dict(image_size=size, frames_per_video=fpv, seed=seed, cache_dir=cache_dir)
     balance = getattr(cfg, "balance", False)
     train = FaceCatalogDataset(path, rows=train_rows, sampling="random", balance=balance,
-                               transform=build_train_transform(size), **common)
+                               transform=build_augment(getattr(cfg, "augment", "faces"), size), **common)
     val = FaceCatalogDataset(path, rows=val_rows, sampling="uniform", **{**common, "seed": seed + 1})
     return train, val
 
@@ -296,20 +339,29 @@ def build_datasets(cfg: Any) -> DatasetPair:
 
 
 def _catalog_eval(arg: str | None, image_size: int, frames_per_video: int | None = None,
-                  seed: int = 0) -> Dataset:
+                  seed: int = 0, max_videos: int | None = None) -> Dataset:
     path, split = parse_catalog_arg(arg)
-    return FaceCatalogDataset(path, split=split, image_size=image_size, frames_per_video=frames_per_video,
+    rows = read_catalog(path)
+    picked = [r for r in rows if split is None or r.split == split]
+    if not picked:
+        have = sorted({r.split for r in rows})
+        raise ValueError(f"{path}: no rows in split {split!r}; the catalog has splits {have}")
+    if max_videos:
+        picked = subset_videos(picked, max_videos, seed)
+    return FaceCatalogDataset(path, rows=picked, image_size=image_size, frames_per_video=frames_per_video,
                               sampling="uniform", seed=seed)
 
 
 def build_eval_dataset(spec: str, image_size: int, n: int = 1000, seed: int = 0,
-                       frames_per_video: int | None = None) -> Dataset:
+                       frames_per_video: int | None = None, max_videos: int | None = None) -> Dataset:
     """The dataset an evaluation runs on: synthetic test images (a seed unseen in training) or a catalog
-    split (no augmentation; all frames, or ``frames_per_video`` evenly spaced ones)."""
+    split (no augmentation; all frames, or ``frames_per_video`` evenly spaced ones; at most
+    ``max_videos`` videos, a seeded subset balanced across labels)."""
     scheme, arg = parse_spec(spec)
     if scheme == "synthetic":
         return SyntheticDeepfakeDataset(n, image_size=image_size, seed=seed + 20_000)
-    return EVAL_DATASETS[scheme](arg, image_size, frames_per_video=frames_per_video, seed=seed)
+    return EVAL_DATASETS[scheme](arg, image_size, frames_per_video=frames_per_video, seed=seed,
+                                 max_videos=max_videos)
 
 
 EVAL_DATASETS: dict[str, Callable[..., Dataset]] = {"catalog": _catalog_eval}

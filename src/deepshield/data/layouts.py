@@ -15,6 +15,15 @@ Layouts (``LAYOUTS``):
 * ``dfdc``: ``*/metadata.json`` (label REAL/FAKE, original, split) beside the videos.
 * ``folder``: ``real/**`` and ``fake/**``, videos or still images; the first folder under ``fake/``
   names the method.
+* ``faces``: pre-cropped face *images* (e.g. the DFDC face crops): ``real/**`` and ``fake/**``, or any
+  files listed in a metadata CSV (``metadata``, default ``ROOT/metadata.csv`` when present) with columns
+  ``file`` (relative to ROOT) and ``label`` (REAL/FAKE or 0/1), optional ``video`` (the id of the source
+  video) and ``original`` (for a fake: the real video it was made from, which groups a person's real
+  video and its fakes). Preprocessing re-detects the face and frames it like a video crop
+  (see :mod:`deepshield.data.faces`).
+
+Layouts without an official split leave ``split`` as ``unassigned``; preprocessing then assigns
+train/val/test by group (:func:`assign_split`).
 
 Files a layout lists but cannot use (missing, unlisted, duplicated) come back as ``problems``, which
 preprocess writes to errors.csv. A root that does not look like the layout raises ``LayoutError``.
@@ -22,11 +31,12 @@ preprocess writes to errors.csv. A root that does not look like the layout raise
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from deepshield.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -86,7 +96,12 @@ class LayoutScan:
 
 
 def scan_layout(
-    layout: str, root: str | Path, *, compression: str | None = None, splits: str | Path | None = None
+    layout: str,
+    root: str | Path,
+    *,
+    compression: str | None = None,
+    splits: str | Path | None = None,
+    metadata: str | Path | None = None,
 ) -> LayoutScan:
     """Records of every video under ``root`` in ``layout``, sorted by video_id; see the module docstring."""
     if layout not in LAYOUTS:
@@ -96,7 +111,10 @@ def scan_layout(
         raise LayoutError(f"{root}: no such folder")
     if layout != "ffpp" and (compression is not None or splits is not None):
         raise LayoutError(f"--compression and --splits apply to --layout ffpp only, not {layout}")
-    scan = LAYOUTS[layout](root, compression=compression, splits=splits)
+    if layout != "faces" and metadata is not None:
+        raise LayoutError(f"--metadata applies to --layout faces only, not {layout}")
+    options = {"metadata": metadata} if layout == "faces" else {}
+    scan = LAYOUTS[layout](root, compression=compression, splits=splits, **options)
     scan.records.sort(key=lambda r: r.key)
     scan.problems.sort(key=lambda p: (p.key, str(p.path)))
     return scan
@@ -314,6 +332,97 @@ def scan_folder(root: Path, **_: object) -> LayoutScan:
     return scan
 
 
+# --- pre-cropped face images ----------------------------------------------------------------------
+
+_LABELS = {"REAL": 0, "FAKE": 1, "0": 0, "1": 1}
+
+
+def scan_faces(root: Path, *, metadata: str | Path | None = None, **_: object) -> LayoutScan:
+    meta = Path(metadata).expanduser() if metadata is not None else root / "metadata.csv"
+    if metadata is not None and not meta.is_file():
+        raise LayoutError(f"--metadata {meta}: not found; give the CSV with columns "
+                          "file,label[,video,original]")
+    if not meta.is_file():
+        scan = scan_folder(root)
+        for record in scan.records:
+            if record.path.suffix.lower() in VIDEO_EXTENSIONS:
+                raise LayoutError(f"{record.path}: a video in a face-image folder; use --layout folder "
+                                  "for videos")
+        return scan
+    scan, dataset = LayoutScan(), root.name or "faces"
+    for line, row in _metadata_rows(meta):
+        path = (root / row["file"]).resolve()
+        if not path.is_file():
+            raise LayoutError(f"{meta} row {line}: file {row['file']!r} does not exist under {root}; "
+                              "fix the path (relative to the dataset folder) or drop the row")
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise LayoutError(f"{meta} row {line}: {row['file']!r} is not an image "
+                              f"({', '.join(sorted(IMAGE_EXTENSIONS))}); --layout faces takes face images")
+        label = _LABELS.get(row["label"].strip().upper())
+        if label is None:
+            raise LayoutError(f"{meta} row {line}: label {row['label']!r} is not REAL/FAKE or 0/1")
+        video_id = Path(row.get("video") or "").stem or Path(row["file"]).with_suffix("").as_posix()
+        original = Path(row.get("original") or "").stem
+        source = video_id if label == 0 else original
+        method = "original" if label == 0 else "unknown"
+        scan.add(VideoRecord(path, label, dataset, video_id, method, "", "unassigned", source))
+    if not scan.records:
+        raise LayoutError(f"{meta}: no rows; list one face image per row (columns file,label)")
+    return scan
+
+
+def _metadata_rows(meta: Path) -> list[tuple[int, dict[str, str]]]:
+    try:
+        with meta.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in ("file", "label") if c not in (reader.fieldnames or [])]
+            if missing:
+                raise LayoutError(f"{meta} row 1: missing column {', '.join(missing)}; expected "
+                                  "file,label[,video,original] (label REAL/FAKE or 0/1)")
+            return [(reader.line_num, dict(row)) for row in reader
+                    if any((v or "").strip() for v in row.values())]
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise LayoutError(f"{meta}: not a readable CSV ({err})") from None
+
+
+# --- splits by group -------------------------------------------------------------------------------
+
+DEFAULT_SPLIT_RATIOS = (0.8, 0.1, 0.1)
+
+
+def parse_split_ratios(text: str | Sequence[float] | None) -> tuple[float, float, float]:
+    """``"0.8,0.1,0.1"`` (train, val, test; normalised to sum 1) -> a tuple; None -> the default."""
+    if text is None:
+        return DEFAULT_SPLIT_RATIOS
+    try:
+        values = tuple(float(v) for v in (text.split(",") if isinstance(text, str) else text))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 0 or sum(values) <= 0:
+        raise LayoutError(f"--split-ratios {text!r}: expected three numbers >= 0 for train,val,test, "
+                          "e.g. 0.8,0.1,0.1")
+    total = sum(values)
+    return values[0] / total, values[1] / total, values[2] / total
+
+
+def group_of(record: VideoRecord) -> str:
+    """The group a video belongs to: its source real video (a person), else the video itself."""
+    return f"{record.dataset}/{record.source_video or record.video_id}"
+
+
+def assign_split(record: VideoRecord, ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS) -> VideoRecord:
+    """``record`` with an unassigned split set to train/val/test by a hash of its group.
+
+    Deterministic (the same group gets the same split on every machine and in every shard), so a real
+    video and the fakes made from it always land on the same side. Official splits are kept.
+    """
+    if record.split != "unassigned":
+        return record
+    u = int(hashlib.sha1(group_of(record).encode()).hexdigest()[:12], 16) / 16**12
+    split = "train" if u < ratios[0] else "val" if u < ratios[0] + ratios[1] else "test"
+    return replace(record, split=split)
+
+
 def _subdirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
 
@@ -323,15 +432,20 @@ LAYOUTS: dict[str, Callable[..., LayoutScan]] = {
     "celebdf": scan_celebdf,
     "dfdc": scan_dfdc,
     "folder": scan_folder,
+    "faces": scan_faces,
 }
 
 __all__ = [
+    "DEFAULT_SPLIT_RATIOS",
     "LAYOUTS",
     "LayoutError",
     "LayoutScan",
     "Problem",
     "VideoRecord",
+    "assign_split",
+    "group_of",
     "in_shard",
+    "parse_split_ratios",
     "load_ffpp_splits",
     "parse_shard",
     "scan_layout",

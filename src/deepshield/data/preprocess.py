@@ -34,6 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from deepshield.data.catalog import (
+    SPLITS,
     CatalogRow,
     ErrorRow,
     atomic_write,
@@ -45,12 +46,21 @@ from deepshield.data.catalog import (
 from deepshield.data.faces import (
     DETECTORS,
     FACE_SELECTORS,
+    CropGeometry,
     FaceDetector,
     build_detector,
     build_selector,
-    crop_face,
+    fit_ratio,
 )
-from deepshield.data.layouts import LAYOUTS, VideoRecord, in_shard, parse_shard, scan_layout
+from deepshield.data.layouts import (
+    LAYOUTS,
+    VideoRecord,
+    assign_split,
+    in_shard,
+    parse_shard,
+    parse_split_ratios,
+    scan_layout,
+)
 from deepshield.data.video import Frame, VideoError, read_media
 
 DEFAULT_FRAMES_PER_VIDEO = 32
@@ -61,7 +71,8 @@ _CROP_NAME = re.compile(r"\d+_\d+\.(png|jpg)(\..*\.tmp)?|\..*\.tmp")
 _RESUME_FIELDS = (
     "root layout fps frames_per_video size margin faces min_score format quality compression splits "
 )
-_RESUME_FIELDS += "max_side detector"
+_RESUME_FIELDS += "max_side detector shift metadata split_ratios"
+TIGHT = 0.9  # a crop whose image held less than this fraction of the wanted square's side is "tighter"
 
 
 class PreprocessError(ValueError):
@@ -81,6 +92,9 @@ class PreprocessConfig:
     ``faces``: ``largest`` (one per frame) or ``all`` (tracked across frames). ``min_score``: detector
     confidence in [0, 1]. ``quality``: JPEG quality. ``compression`` (raw/c23/c40; None = all found) and
     ``splits`` (folder with the official train/val/test.json): FF++ only.
+    ``shift``: crop centre moved down by this fraction of the face box (see ``deepshield.data.faces``).
+    ``metadata``: ``--layout faces`` metadata CSV. ``split_ratios``: ``"train,val,test"`` fractions for
+    videos the layout gives no split (assigned by group, see ``layouts.assign_split``; default 0.8,0.1,0.1).
     ``shard``: ``"K/N"`` (K in 1..N) takes a fixed 1/N of the videos by hash of their id.
     ``max_side``: longest frame side (px) the detector's first stage sees. ``seed`` seeds torch in each
     process; the pipeline itself makes no random choice.
@@ -103,10 +117,13 @@ class PreprocessConfig:
     shard: str | None = None
     max_side: int = 640
     detector: str = "mtcnn"
+    shift: float = 0.0
+    metadata: Path | None = None
+    split_ratios: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("root", "out", "splits"):
+        for name in ("root", "out", "splits", "metadata"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value).expanduser().resolve())
@@ -126,7 +143,10 @@ class PreprocessConfig:
             (self.fps is None or self.fps > 0, f"--fps {self.fps}: must be > 0 (e.g. 1)"),
             (self.frames_per_video is None or self.frames_per_video >= 1, "--frames-per-video: must be >= 1"),
             (self.size >= 8, f"--size {self.size}: must be >= 8 pixels"),
-            (self.margin >= 1.0, f"--margin {self.margin}: must be >= 1 (1.3 = 30% context around the face)"),
+            (0 < self.margin <= 4, f"--margin {self.margin}: must be in (0, 4] (1.3 = 30% context around "
+                                   "the face)"),
+            (-1 <= self.shift <= 1, f"--shift {self.shift}: must be in [-1, 1] (0.1 = centre 10% of the "
+                                    "box lower)"),
             (
                 self.faces in FACE_SELECTORS,
                 f"--faces {self.faces!r}: choose from {', '.join(FACE_SELECTORS)}",
@@ -146,6 +166,11 @@ class PreprocessConfig:
             if not ok:
                 raise PreprocessError(message)
         parse_shard(self.shard)
+        parse_split_ratios(self.split_ratios)
+
+    @property
+    def geometry(self) -> CropGeometry:
+        return CropGeometry(self.size, self.margin, self.shift)
 
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -165,6 +190,8 @@ class PreprocessSummary:
     faces: int
     frames: int
     seconds: float
+    tight: int = 0
+    splits: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def frames_per_s(self) -> float:
@@ -173,11 +200,19 @@ class PreprocessSummary:
     def __str__(self) -> str:
         problems = self.failed + self.unusable
         where = f" (see {self.out / 'errors.csv'})" if problems else ""
-        return (
+        text = (
             f"{self.done} videos done, {self.skipped} skipped (already done), {self.failed} failed, "
             f"{self.unusable} unusable{where}; {self.faces} faces written; {self.frames} frames in "
             f"{self.seconds:.1f} s ({self.frames_per_s:.1f} frames/s)"
         )
+        if self.tight:
+            text += (f"\n{self.tight} crops are tighter than the margin asks (the image held < "
+                     f"{TIGHT:.0%} of the square's side): tight face photos; a smaller --margin frames "
+                     "them all alike")
+        if self.splits:
+            text += "\nsplits (videos real/fake, by group): " + ", ".join(
+                f"{name} {real}/{fake}" for name, real, fake in self.splits)
+        return text
 
 
 @dataclass(frozen=True)
@@ -186,6 +221,7 @@ class VideoResult:
     ok: bool
     frames: int
     faces: int
+    tight: int = 0
 
 
 def run_preprocess(cfg: PreprocessConfig, *, progress: bool = True) -> PreprocessSummary:
@@ -197,11 +233,13 @@ def run_preprocess(cfg: PreprocessConfig, *, progress: bool = True) -> Preproces
     start = time.perf_counter()
     cfg.validate()
     shard = parse_shard(cfg.shard)
-    scan = scan_layout(cfg.layout, cfg.root, compression=cfg.compression, splits=cfg.splits)
+    scan = scan_layout(cfg.layout, cfg.root, compression=cfg.compression, splits=cfg.splits,
+                       metadata=cfg.metadata)
     _claim_output(cfg)
     parts = cfg.out / ".parts"
     parts.mkdir(parents=True, exist_ok=True)
-    records = [r for r in scan.records if in_shard(r.key, shard)]
+    ratios = parse_split_ratios(cfg.split_ratios)
+    records = [assign_split(r, ratios) for r in scan.records if in_shard(r.key, shard)]
     problems = [ErrorRow(str(p.path), p.reason) for p in scan.problems if in_shard(p.key, shard)]
     shard_tag = "all" if shard is None else f"{shard[0]}of{shard[1]}"
     write_errors(parts / f"listing-{shard_tag}.csv", problems)
@@ -209,20 +247,24 @@ def run_preprocess(cfg: PreprocessConfig, *, progress: bool = True) -> Preproces
     todo = [
         r for r in records if not {f"{_part_stem(r.key)}.csv", f"{_part_stem(r.key)}.error.csv"} & finished
     ]
-    done = failed = faces = frames = 0
+    done = failed = faces = frames = tight = 0
     bar = tqdm(total=len(records), initial=len(records) - len(todo), unit="video", disable=not progress)
     try:
         with bar:
             for result in _process_all(cfg, todo):
                 done, failed = done + result.ok, failed + (not result.ok)
-                faces, frames = faces + result.faces, frames + result.frames
+                faces, frames, tight = faces + result.faces, frames + result.frames, tight + result.tight
                 bar.update(1)
                 bar.set_postfix(faces=faces, failed=failed)
     finally:
         rebuild_outputs(cfg.out)
     seconds = time.perf_counter() - start
     skipped, unusable = len(records) - len(todo), len(problems)
-    return PreprocessSummary(cfg.out, len(records), done, skipped, failed, unusable, faces, frames, seconds)
+    splits = tuple((name, sum(r.split == name and r.label == 0 for r in records),
+                    sum(r.split == name and r.label == 1 for r in records)) for name in SPLITS
+                   if any(r.split == name for r in records))
+    return PreprocessSummary(cfg.out, len(records), done, skipped, failed, unusable, faces, frames, seconds,
+                             tight, splits)
 
 
 def rebuild_outputs(out: str | Path) -> tuple[int, int]:
@@ -247,7 +289,7 @@ def process_video(
     video_dir = cfg.out / record.dataset / record.video_id
     _clear_crops(video_dir)  # leftovers of a run killed before this video's part was committed
     rows: list[CatalogRow] = []
-    frames = 0
+    frames = tight = 0
     try:
         batch: list[Frame] = []
         selector = build_selector(cfg.faces)
@@ -255,9 +297,10 @@ def process_video(
             batch.append(frame)
             frames += 1
             if len(batch) == DETECT_BATCH:
-                rows += _crop_batch(batch, record, cfg, detector, selector, video_dir)
-                batch = []
-        rows += _crop_batch(batch, record, cfg, detector, selector, video_dir)
+                new, n_tight = _crop_batch(batch, record, cfg, detector, selector, video_dir)
+                rows, tight, batch = rows + new, tight + n_tight, []
+        new, n_tight = _crop_batch(batch, record, cfg, detector, selector, video_dir)
+        rows, tight = rows + new, tight + n_tight
         reason = None if rows else f"no face with score >= {cfg.min_score} in {frames} sampled frames"
     except VideoError as err:
         reason = str(err)
@@ -268,7 +311,7 @@ def process_video(
         record_failure(cfg.out, record, reason)
         return VideoResult(record.key, False, frames, 0)
     write_catalog(cfg.out / ".parts" / f"{_part_stem(record.key)}.csv", rows)
-    return VideoResult(record.key, True, frames, len(rows))
+    return VideoResult(record.key, True, frames, len(rows), tight)
 
 
 def record_failure(out: Path, record: VideoRecord, reason: str) -> None:
@@ -283,22 +326,25 @@ def _crop_batch(
     detector: FaceDetector,
     selector: Any,
     video_dir: Path,
-) -> list[CatalogRow]:
+) -> tuple[list[CatalogRow], int]:
+    """Crops of the faces of ``batch`` saved under ``video_dir``: their rows, and how many were tight."""
     if not batch:
-        return []
-    rows = []
+        return [], 0
+    rows, tight = [], 0
     video = {
         k: getattr(record, k) for k in "label dataset video_id method compression split source_video".split()
     }
     for frame, found in zip(batch, detector.detect([f.image for f in batch]), strict=True):
         for face_index, face in selector.update([f for f in found if f.score >= cfg.min_score]):
             name = f"{frame.index:06d}_{face_index}.{cfg.format}"
-            _save_image(video_dir / name, crop_face(frame.image, face.box, cfg.size, cfg.margin), cfg)
+            _save_image(video_dir / name, cfg.geometry.crop(frame.image, face.box), cfg)
+            height, width = frame.image.shape[:2]
+            tight += fit_ratio(face.box, width, height, cfg.margin, cfg.shift) < TIGHT
             where = {"frame_index": frame.index, "timestamp_s": frame.timestamp_s, "face_index": face_index}
             box = dict(zip(("x0", "y0", "x1", "y1"), face.box, strict=True))
             path = f"{record.dataset}/{record.video_id}/{name}"
             rows.append(CatalogRow(path=path, score=min(1.0, face.score), **video, **where, **box))
-    return rows
+    return rows, tight
 
 
 def _save_image(path: Path, image: np.ndarray, cfg: PreprocessConfig) -> None:

@@ -91,6 +91,18 @@ def build_train_transform(image_size: int, aug: Augment | None = None) -> Transf
     return v2.Compose(steps)
 
 
+# Named augmentation recipes (``TrainConfig.augment``); None = no augmentation.
+AUGMENTS: dict[str, Augment | None] = {"faces": Augment(), "none": None}
+
+
+def build_augment(name: str, image_size: int) -> Transform | None:
+    """The training transform of augmentation recipe ``name`` (None for ``none``)."""
+    if name not in AUGMENTS:
+        raise ValueError(f"unknown augmentation {name!r}; choose from {', '.join(AUGMENTS)}")
+    aug = AUGMENTS[name]
+    return None if aug is None else build_train_transform(image_size, aug)
+
+
 @contextmanager
 def single_thread() -> Iterator[None]:
     """Run torch ops on one thread (restored after).

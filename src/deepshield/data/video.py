@@ -49,6 +49,15 @@ class CorruptVideoError(VideoError):
     """A video or image whose container is recognisable but damaged, or from which no frame decodes."""
 
 
+class UnusableImageError(VideoError):
+    """A readable image no face detector should be given: grey-scale, tiny, or huge."""
+
+
+MIN_IMAGE_SIDE = 32             # px: smaller images hold no usable face
+MAX_IMAGE_PIXELS = 50_000_000   # decoding larger images costs GBs; downscale them first
+_GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F", "P;grey"}
+
+
 class Frame(NamedTuple):
     """One decoded frame: its index in presentation order, its time from the first frame, HxWx3 RGB uint8."""
 
@@ -74,12 +83,27 @@ def read_image(path: str | Path) -> Frame:
     _check_not_empty(path)
     try:
         with Image.open(path) as img:
+            _check_image(img)
             img = ImageOps.exif_transpose(img).convert("RGB")
             return Frame(0, 0.0, np.asarray(img))
     except UnidentifiedImageError as err:
         raise NotAVideoError("not an image PIL can read") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise CorruptVideoError(f"damaged image: {err}") from err
+
+
+def _check_image(img: Image.Image) -> None:
+    """Refuse grey-scale images, and (before decoding) images under 32 px or over 50 megapixels."""
+    width, height = img.size
+    if width * height > MAX_IMAGE_PIXELS:
+        raise UnusableImageError(f"image is {width}x{height} (over {MAX_IMAGE_PIXELS // 1_000_000} "
+                                 "megapixels); downscale it first")
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise UnusableImageError(f"image is {width}x{height}, under {MIN_IMAGE_SIDE} px: too small for "
+                                 "a face")
+    grey_palette = img.mode == "P" and img.palette is not None and img.palette.mode == "L"
+    if img.mode in _GREY_MODES or grey_palette:
+        raise UnusableImageError(f"grey-scale image (mode {img.mode}); the detector needs colour images")
 
 
 def sample_indices(
@@ -304,6 +328,7 @@ def _check_sampling(fps: float | None, num_frames: int | None) -> None:
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "UnusableImageError",
     "VIDEO_EXTENSIONS",
     "CorruptVideoError",
     "EmptyVideoError",

@@ -14,6 +14,7 @@ from deepshield.evaluation.plots import plot_gallery
 from deepshield.evaluation.report import write_json, write_report
 from deepshield.evaluation.robust import SweepSpec, eps_label, sweep
 from deepshield.models import build_model
+from deepshield.models.zoo import BUNDLED, resolve_checkpoint
 from deepshield.training.checkpoint import load_checkpoint
 from deepshield.training.loops import select_device
 
@@ -27,7 +28,7 @@ def load_model(path: str | Path, device: torch.device) -> tuple[torch.nn.Module,
 def load_model_and_config(path: str | Path,
                           device: torch.device) -> tuple[torch.nn.Module, TrainConfig, dict]:
     """:func:`load_model` plus the checkpoint's raw config dict (with extras such as ``preprocess``)."""
-    ckpt = load_checkpoint(path, map_location=device)
+    ckpt = load_checkpoint(resolve_checkpoint(path), map_location=device)
     raw = dict(ckpt.get("config") or {})
     cfg = TrainConfig.from_dict(raw)
     model = build_model(cfg.backbone, num_classes=2, image_size=cfg.image_size, pretrained=None).to(device)
@@ -45,7 +46,7 @@ def default_out(cfg: EvalConfig) -> Path:
     """Next to the checkpoint: ``eval/`` for the test set, ``eval_<catalog folder>`` for other catalogs."""
     if cfg.out:
         return Path(cfg.out)
-    run_dir = Path(cfg.checkpoint).parent
+    run_dir = Path("runs") / cfg.checkpoint if cfg.checkpoint in BUNDLED else Path(cfg.checkpoint).parent
     if cfg.dataset.startswith("catalog:"):
         catalog = Path(cfg.dataset.split(":")[1])
         return run_dir / f"eval_{catalog.parent.name or catalog.stem}"
@@ -67,7 +68,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     start = time.perf_counter()
     device = select_device(cfg.device)
     model, train_cfg = load_model(cfg.checkpoint, device)
-    data = build_eval_dataset(cfg.dataset, image_size=train_cfg.image_size, n=cfg.n_test, seed=cfg.seed)
+    data = build_eval_dataset(cfg.dataset, image_size=train_cfg.image_size, n=cfg.n_test, seed=cfg.seed,
+                              max_videos=cfg.max_videos)
     if len(data) == 0:
         raise ValueError(f"dataset {cfg.dataset!r} is empty; check the catalog path and split")
     spec = spec_from_config(cfg)
@@ -76,7 +78,7 @@ def evaluate(cfg: EvalConfig) -> dict:
         if cfg.progress:
             print(f"sanity checks on {min(len(data), cfg.sanity_n)} images ...", flush=True)
         results["checks"] = sanity_checks(model, data, spec, results, device, batch_size=cfg.batch_size)
-    run = Path(cfg.checkpoint).resolve().parent.name
+    run = cfg.checkpoint if cfg.checkpoint in BUNDLED else Path(cfg.checkpoint).resolve().parent.name
     results.update(run=run, checkpoint=str(cfg.checkpoint), dataset=cfg.dataset, model=train_cfg.backbone,
                    device=str(device), train_config=train_cfg.to_dict(), seconds=time.perf_counter() - start,
                    created=time.strftime("%Y-%m-%dT%H:%M:%S"))

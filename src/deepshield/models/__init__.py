@@ -22,6 +22,7 @@ from deepshield.models.backbones import (
     PretrainedError,
     build_backbone,
     build_mobilenetv2,
+    imagenet_weights,
     is_timm_model,
     load_pretrained,
     model_parts,
@@ -62,8 +63,11 @@ register_model("mobilenetv2")(build_mobilenetv2)
 def build_model(name: str, num_classes: int = 2, **kwargs: object) -> nn.Module:
     """Build a registered model or any timm model by name; unknown names raise ValueError listing the choices.
 
-    Common keywords: ``image_size`` (pixels), ``pretrained`` (None, a state-dict path, or "timm").
+    Common keywords: ``image_size`` (pixels), ``pretrained`` (None, a state-dict path, "imagenet" for
+    the offline ImageNet weights of tf_efficientnet_lite0 and mobilenetv2, or "timm").
     """
+    if kwargs.get("pretrained") == "imagenet":
+        kwargs["pretrained"] = imagenet_weights(name)
     if name in MODELS:
         model = MODELS[name](num_classes=num_classes, **kwargs)
     elif is_timm_model(name):
@@ -81,4 +85,5 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
 
 
 __all__ = ["MODELS", "Backbone", "LoadReport", "ModelParts", "Normalize", "PretrainedError", "SmallCNN",
-           "build_model", "count_parameters", "load_pretrained", "model_parts", "register_model"]
+           "build_model", "count_parameters",
+           "imagenet_weights", "load_pretrained", "model_parts", "register_model"]

@@ -12,7 +12,8 @@ from tqdm.auto import tqdm
 class RunLogger:
     """Appends one JSON line per ``log`` call to ``out/metrics.jsonl`` and mirrors it to TensorBoard."""
 
-    def __init__(self, out: Path, tensorboard: bool = False, resume_epoch: int = 0, enabled: bool = True) -> None:
+    def __init__(self, out: Path, tensorboard: bool = False, resume_epoch: int = 0,
+                 enabled: bool = True) -> None:
         self.enabled = enabled
         self.path = Path(out) / "metrics.jsonl"
         self.writer = None

@@ -100,7 +100,9 @@ class Predictions:
 
     @property
     def acc(self) -> float:
-        return float(((self.probs >= 0.5).astype(int) == self.labels).mean()) if len(self.labels) else float("nan")
+        if not len(self.labels):
+            return float("nan")
+        return float(((self.probs >= 0.5).astype(int) == self.labels).mean())
 
 
 def predict(
@@ -129,5 +131,7 @@ def predict(
             has_vids = False
         else:
             vids.extend(v)
-    cat = (lambda a: np.concatenate(a) if a else np.zeros(0))
+    def cat(a: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(a) if a else np.zeros(0)
+
     return Predictions(cat(probs), cat(labels).astype(int), vids if has_vids else None)

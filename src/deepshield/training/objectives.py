@@ -69,14 +69,16 @@ def kl_to_clean(logits_adv: torch.Tensor, p_clean: torch.Tensor) -> torch.Tensor
     return F.kl_div(F.log_softmax(logits_adv.float(), 1), p_clean, reduction="sum")
 
 
-def trades_loss(logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, beta: float) -> torch.Tensor:
+def trades_loss(logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor,
+                beta: float) -> torch.Tensor:
     """CE(clean) + β · mean over the batch of KL(p(x) ‖ p(x'))."""
     natural = F.cross_entropy(logits_clean.float(), y)
     robust = kl_to_clean(logits_adv, F.softmax(logits_clean.float(), 1)) / len(y)
     return natural + beta * robust
 
 
-def mart_loss(logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor, beta: float) -> torch.Tensor:
+def mart_loss(logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torch.Tensor,
+              beta: float) -> torch.Tensor:
     """Boosted CE on x' plus β · KL(p(x) ‖ p(x')) weighted by (1 − p_y(x)), as in MART's reference code."""
     p_adv = F.softmax(logits_adv.float(), 1)
     top2 = p_adv.argsort(1)[:, -2:]

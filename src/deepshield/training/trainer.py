@@ -21,11 +21,18 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from deepshield.attacks import PGD
 from deepshield.config import TrainConfig
-from deepshield.data.datasets import build_datasets
+from deepshield.data.datasets import build_datasets, catalog_preprocess_settings
 from deepshield.models import build_model, count_parameters
 from deepshield.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from deepshield.training.distributed import (DistInfo, all_reduce_mean, cleanup, device_for, gather_arrays,
-                                             init_distributed, unwrap)
+from deepshield.training.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    cleanup,
+    device_for,
+    gather_arrays,
+    init_distributed,
+    unwrap,
+)
 from deepshield.training.logging import RunLogger
 from deepshield.training.loops import predict, seed_everything, select_device, train_epoch
 from deepshield.training.objectives import build_objective
@@ -54,12 +61,13 @@ def eps_at(cfg: TrainConfig, epoch: int) -> float:
     return cfg.eps * min(1.0, (epoch + 1) / cfg.adv_warmup_epochs)
 
 
-def make_loader(ds: Dataset, cfg: TrainConfig, epoch: int | None, info: DistInfo = DistInfo()) -> DataLoader:
+def make_loader(ds: Dataset, cfg: TrainConfig, epoch: int | None, info: DistInfo | None = None) -> DataLoader:
     """Training loader (epoch given: a shuffle seeded by seed and epoch, so resume replays it) or eval.
 
     Under DDP each rank gets its shard, reshuffled per epoch with the same seed on every rank, and the
     per-rank batch is ``batch_size / world_size`` so the global batch matches a single process.
     """
+    info = info or DistInfo()
     batch = max(1, cfg.batch_size // info.world_size)
     train = epoch is not None
     if info.enabled:
@@ -73,7 +81,8 @@ def make_loader(ds: Dataset, cfg: TrainConfig, epoch: int | None, info: DistInfo
     if train and hasattr(ds, "set_epoch"):
         ds.set_epoch(epoch)
     return DataLoader(ds, batch_size=batch, sampler=sampler, num_workers=cfg.workers,
-                      drop_last=train and len(ds) > cfg.batch_size, pin_memory=torch.cuda.is_available() and cfg.device != "cpu")
+                      drop_last=train and len(ds) > cfg.batch_size,
+                      pin_memory=torch.cuda.is_available() and cfg.device != "cpu")
 
 
 def cosine_with_warmup(optimizer: torch.optim.Optimizer, total: int, warmup: int):
@@ -115,8 +124,9 @@ def overfitting_warning(history: list[dict[str, float]]) -> str | None:
         return None
     peak, now = max(pgd[:-1]), pgd[-1]
     if now < 0.5 * peak and peak - now > 0.2:
-        return (f"WARNING: catastrophic overfitting: validation PGD accuracy fell from {peak:.3f} to {now:.3f} "
-                f"(clean {history[-1]['val_acc']:.3f}); lower --eps or --alpha, use --adv pgd, or keep best.pt")
+        return (f"WARNING: catastrophic overfitting: validation PGD accuracy fell from {peak:.3f} to "
+                f"{now:.3f} (clean {history[-1]['val_acc']:.3f}); lower --eps or --alpha, use --adv pgd, "
+                "or keep best.pt")
     return None
 
 
@@ -148,50 +158,67 @@ def train(cfg: TrainConfig) -> TrainResult:
             precision.scaler.load_state_dict(ckpt["scaler"])
         start_epoch, best, metrics = ckpt["epoch"] + 1, ckpt["best"], ckpt["metrics"]
         set_rng_state(ckpt["rng"][info.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+    run_config = run_config_dict(cfg)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / ".config.json.tmp"
-        tmp.write_text(json.dumps(cfg.to_dict(), indent=2))
+        tmp.write_text(json.dumps(run_config, indent=2))
         os.replace(tmp, out / "config.json")
     unfreeze(start_epoch)  # before DDP wraps the model: DDP syncs the parameters that train when built
     wrap = (lambda m: DistributedDataParallel(m)) if info.enabled else (lambda m: m)
     net = wrap(model)
     history: list[dict[str, float]] = []
     try:
-        with RunLogger(out, tensorboard=cfg.tensorboard, resume_epoch=start_epoch, enabled=info.is_main) as log:
-            log.info(f"{cfg.backbone}: {count_parameters(model):,} trainable parameters; {len(train_ds)} train / "
-                     f"{len(val_ds)} val images; objective {cfg.adv}; {precision.name} on {device}"
+        logger = RunLogger(out, tensorboard=cfg.tensorboard, resume_epoch=start_epoch, enabled=info.is_main)
+        with logger as log:
+            log.info(f"{cfg.backbone}: {count_parameters(model):,} trainable parameters; "
+                     f"{len(train_ds)} train / {len(val_ds)} val images; objective {cfg.adv}; "
+                     f"{precision.name} on {device}"
                      + (f"; DDP x{info.world_size}" if info.enabled else ""))
             if getattr(model, "pretrained_report", None) is not None:
                 log.info(model.pretrained_report.summary())
+            crop = run_config["preprocess"]
+            shown = ", ".join(f"{k}={v}" for k, v in crop.items()) if crop else (
+                "none recorded (synthetic data, or a catalog without preprocess.json): predict will use "
+                "its defaults")
+            log.info(f"crop settings for predict: {shown}")
             for epoch in range(start_epoch, cfg.epochs):
                 eps = eps_at(cfg, epoch)
                 objective = build_objective(cfg.adv, eps=eps, alpha=cfg.alpha if cfg.alpha else eps / 4,
                                             steps=cfg.steps, beta=cfg.trades_beta)
                 if unfreeze(epoch):
                     net = wrap(model)
-                stats = train_epoch(net, make_loader(train_ds, cfg, epoch, info), objective, optimizer, device,
+                loader = make_loader(train_ds, cfg, epoch, info)
+                stats = train_epoch(net, loader, objective, optimizer, device,
                                     scheduler=scheduler, autocast=precision.autocast, scaler=precision.scaler,
                                     progress=cfg.progress and info.is_main,
                                     desc=f"epoch {epoch + 1}/{cfg.epochs}")
                 train_stats = all_reduce_mean({"train_loss": stats.loss, "train_acc": stats.acc,
                                                "images_per_s": stats.images_per_s}, stats.images, info)
                 train_stats["images_per_s"] *= info.world_size
-                metrics = {"epoch": epoch + 1, **train_stats, "eps": eps, "lr": optimizer.param_groups[0]["lr"],
+                lr = optimizer.param_groups[0]["lr"]
+                metrics = {"epoch": epoch + 1, **train_stats, "eps": eps, "lr": lr,
                            **validate(unwrap(net), val_ds, cfg, device, info, precision.autocast)}
                 # Log first: a kill before the checkpoint is redone on resume and its line dropped.
                 log.log(metrics, step=epoch + 1)
                 history.append(metrics)
                 if (warning := overfitting_warning(history)) is not None:
                     log.info(warning)
-                best = _checkpoint(model, optimizer, scheduler, precision, cfg, epoch, metrics, best,
+                best = _checkpoint(model, optimizer, scheduler, precision, run_config, epoch, metrics, best,
                                    best_metric, out, info)
     finally:
         cleanup(info)
     return TrainResult(out, metrics, best_path, last_path)
 
 
-def _checkpoint(model, optimizer, scheduler, precision, cfg, epoch, metrics, best, best_metric, out, info) -> float:
+def run_config_dict(cfg: TrainConfig) -> dict:
+    """The run's config as saved in config.json and checkpoints: the settings plus the crop settings of
+    the training catalog (``preprocess``), which ``deepshield predict`` reads."""
+    return {**cfg.to_dict(), "preprocess": catalog_preprocess_settings(cfg.dataset)}
+
+
+def _checkpoint(model, optimizer, scheduler, precision, cfg: dict, epoch, metrics, best, best_metric, out,
+                info) -> float:
     """Save last.pt (and best.pt when the metric improves) on rank 0; RNG states of every rank."""
     rng = rng_state()
     if info.enabled:
@@ -203,7 +230,7 @@ def _checkpoint(model, optimizer, scheduler, precision, cfg, epoch, metrics, bes
     if info.is_main:
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "epoch": epoch, "metrics": metrics,
-                 "config": cfg.to_dict(), "rng": rng, "best": best, "best_metric": best_metric}
+                 "config": cfg, "rng": rng, "best": best, "best_metric": best_metric}
         if precision.scaler is not None:
             state["scaler"] = precision.scaler.state_dict()
         if improved or not (out / "best.pt").exists():

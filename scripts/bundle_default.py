@@ -1,0 +1,39 @@
+"""Copy a trained model into the package as the bundled ``default`` detector (weights + config only).
+
+    python scripts/bundle_default.py runs/results/dfdc-faces-pgd-at/best.pt
+
+Writes ``src/deepshield/models/weights/default.pt``: the model's state dict, its run config (with the
+crop settings predict needs), its validation metrics and where it came from; no optimizer state.
+Update ``MODEL_CARD.md`` beside it with the numbers of RESULTS.md when you change it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from deepshield.models.zoo import BUNDLED  # noqa: E402
+from deepshield.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="a run's best.pt")
+    args = parser.parse_args()
+    ckpt = load_checkpoint(args.checkpoint)
+    config = ckpt["config"]
+    if not config.get("preprocess"):
+        sys.exit(f"{args.checkpoint}: its config records no crop settings; train on a preprocessed catalog")
+    model = {k: v.contiguous() for k, v in ckpt["model"].items()}
+    path = save_checkpoint(BUNDLED["default"], model=model, config=config, metrics=ckpt.get("metrics", {}),
+                           source=str(Path(args.checkpoint)), epoch=ckpt.get("epoch"))
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) from {args.checkpoint}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

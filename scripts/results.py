@@ -1,0 +1,328 @@
+"""``make results``: train the DFDC recipes, evaluate them honestly, and write RESULTS.md.
+
+Every stage is a ``deepshield`` command a user can run by hand (they are listed in RESULTS.md):
+
+1. preprocess ``../shared/data/dev/dfdc_faces`` (face images -> MTCNN crops framed like video crops,
+   group-disjoint train/val/test);
+2. train each recipe of ``RECIPES`` (``deepshield train --config recipes/<name>.yaml --resume``);
+3. evaluate each model: clean metrics and FGSM on the whole test split, then FGSM / PGD-20 / APGD /
+   Square at ε ∈ {1, 2, 4}/255 with the sanity checks on a seeded, label-balanced subset;
+4. cross-dataset: ``deepshield predict`` on the 7 FF++ dev videos (video AUC), and the wall time of
+   predicting one 720p video;
+5. RESULTS.md from the outputs under ``runs/results``.
+
+A rerun resumes: preprocessing and training resume by themselves, evaluations and predictions whose
+output is newer than the checkpoint are kept. Each stage's wall time is recorded in
+``runs/results/timings.json`` when it runs. ``--only-report`` rewrites RESULTS.md from what exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = Path("runs/results")
+DEV = Path("../shared/data/dev")
+DFDC = DEV / "dfdc_faces"
+FFPP = DEV / "ffpp"
+RECIPES = ("dfdc-faces-standard", "dfdc-faces-fast-at", "dfdc-faces-pgd-at")
+EPS = "1/255,2/255,4/255"
+ROBUST_VIDEOS = 300      # robust sweep subset of the test split (label-balanced, seeded)
+SQUARE_QUERIES = 200
+PREDICT_VIDEO = FFPP / "original_sequences/youtube/c23/videos/004.mp4"  # 1280x720, 12.4 s
+PREDICT_MODEL = OUT / "dfdc-faces-pgd-at" / "best.pt"  # the same architecture and settings as the default
+TARGETS = {"standard_auc": 0.90, "robust_auc": 0.85, "robust_pgd2": 0.60, "standard_pgd2": 0.10,
+           "results_min": 90, "predict_s": 10}
+
+
+def deepshield(*args: str | Path) -> list[str]:
+    return [str(Path(sys.executable).parent / "deepshield"), *map(str, args)]
+
+
+def stages() -> list[tuple[str, list[str], Path | None, Path | None]]:
+    """(name, command, output, input): a stage is skipped when its output is newer than its input."""
+    faces = OUT / "faces"
+    out = [("preprocess dfdc_faces",
+            deepshield("preprocess", DFDC, "--layout", "faces", "--out", faces, "--margin", "0.7", "--shift",
+                       "0.1", "--format", "jpg", "--workers", "2", "--quiet"), None, None)]
+    for name in RECIPES:
+        out.append((f"train {name}", deepshield("train", "--config", f"recipes/{name}.yaml", "--resume",
+                                                "--quiet"), None, None))
+    catalog = faces / "catalog.csv"
+    for name in RECIPES:
+        ckpt = OUT / name / "best.pt"
+        clean = OUT / name / "eval_test_all"
+        robust = OUT / name / "eval_test_robust"
+        out.append((f"evaluate {name} (clean, full test split)",
+                    deepshield("evaluate", "--checkpoint", ckpt, "--dataset", f"catalog:{catalog}:test",
+                               "--attacks", "fgsm", "--eps", EPS, "--no-sanity", "--out", clean, "--quiet"),
+                    clean / "results.json", ckpt))
+        out.append((f"evaluate {name} (robust, {ROBUST_VIDEOS} test videos)",
+                    deepshield("evaluate", "--checkpoint", ckpt, "--dataset", f"catalog:{catalog}:test",
+                               "--attacks", "fgsm,pgd,apgd,square", "--eps", EPS, "--steps", "20",
+                               "--max-videos", ROBUST_VIDEOS, "--square-queries", SQUARE_QUERIES,
+                               "--sanity-n", "128", "--out", robust, "--quiet"),
+                    robust / "results.json", ckpt))
+        out.append((f"predict FF++ dev videos with {name}",
+                    deepshield("predict", FFPP, "--checkpoint", ckpt, "--json"),
+                    OUT / name / "ffpp_predict.json", ckpt))
+    return out
+
+
+def run_stages(timings: dict) -> None:
+    for name, cmd, output, source in stages():
+        if output is not None and output.is_file() and source is not None and source.is_file() \
+                and output.stat().st_mtime > source.stat().st_mtime:
+            print(f"== {name}: done ({output})", flush=True)
+            continue
+        print(f"== {name}\n   {shlex.join(cmd)}", flush=True)
+        start = time.perf_counter()
+        if output is not None and output.suffix == ".json" and "predict" in name:
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode not in (0, 3):
+                sys.exit(f"{name} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+            tmp = output.with_suffix(".tmp")
+            tmp.write_text(proc.stdout)
+            os.replace(tmp, output)
+        else:
+            subprocess.run(cmd, check=True)
+        timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 1)  # resumed: summed
+        _save_json(OUT / "timings.json", timings)
+    if "predict one 720p video" not in timings or not (OUT / "predict_time.json").is_file():
+        timings["predict one 720p video"] = time_predict()
+
+
+def time_predict() -> float:
+    """Wall time of one ``deepshield predict`` process (start-up included) on a 12 s 720p video."""
+    cmd = deepshield("predict", PREDICT_VIDEO, "--checkpoint", PREDICT_MODEL)
+    subprocess.run(cmd, capture_output=True)  # warm the file cache
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    seconds = round(time.perf_counter() - start, 2)
+    _save_json(OUT / "predict_time.json", {"command": shlex.join(cmd), "seconds": seconds})
+    return seconds
+
+
+def _save_json(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+# --- RESULTS.md -------------------------------------------------------------------------------------
+
+
+def _f(v: float | None, digits: int = 3) -> str:
+    return "—" if v is None or v != v else f"{v:.{digits}f}"
+
+
+def _machine() -> str:
+    import torch
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    flags = Path("/proc/cpuinfo").read_text()
+    bf16 = "avx512_bf16" in flags or "amx_bf16" in flags
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CPU only)"
+    return (f"{cpu}, {os.cpu_count()} cores, native bf16: {'yes' if bf16 else 'no'}; GPU: {gpu}; "
+            f"Python {platform.python_version()}, torch {torch.__version__}")
+
+
+def _ffpp_auc(pred: dict | None) -> tuple[float | None, list[tuple[str, int, float | None]]]:
+    from sklearn.metrics import roc_auc_score
+
+    if not pred:
+        return None, []
+    rows = []
+    for r in pred["results"]:
+        label = 0 if "original_sequences" in r["path"] else 1
+        name = r["path"].split("/c23/videos/")[-1]
+        rows.append((name, label, r["p_fake"]))
+    scored = [(lab, p) for _, lab, p in rows if p is not None]
+    if len({a for a, _ in scored}) < 2:
+        return None, rows
+    auc = roc_auc_score([a for a, _ in scored], [p for _, p in scored])
+    return auc, rows
+
+
+def _row(res: dict, attack: str, eps255: float) -> dict | None:
+    rows = [r for r in res["robust"] if r["attack"] == attack and abs(r["eps_255"] - eps255) < 1e-6]
+    return rows[0] if rows else None
+
+
+def write_results(timings: dict) -> Path:
+    from deepshield.evaluation.report import checks_markdown, detail_markdown
+
+    catalog = OUT / "faces" / "catalog.csv"
+    splits: dict[str, list[int]] = {}
+    if catalog.is_file():
+        import csv
+
+        with catalog.open() as f:
+            for row in csv.DictReader(f):
+                splits.setdefault(row["split"], [0, 0])[int(row["label"])] += 1
+    errors = max(0, len((OUT / "faces" / "errors.csv").read_text().splitlines()) - 1) \
+        if (OUT / "faces" / "errors.csv").is_file() else 0
+    clean = {n: _load(OUT / n / "eval_test_all" / "results.json") for n in RECIPES}
+    robust = {n: _load(OUT / n / "eval_test_robust" / "results.json") for n in RECIPES}
+    ffpp = {n: _ffpp_auc(_load(OUT / n / "ffpp_predict.json")) for n in RECIPES}
+    train_metrics = {n: [json.loads(ln) for ln in (OUT / n / "metrics.jsonl").read_text().splitlines()]
+                     if (OUT / n / "metrics.jsonl").is_file() else [] for n in RECIPES}
+    total_s = sum(v for k, v in timings.items() if k != "predict one 720p video")
+    predict_s = timings.get("predict one 720p video")
+    lines = [
+        "# Results on real faces",
+        "",
+        "Written by `make results` (`scripts/results.py`); every number below comes from the files it "
+        "writes under `runs/results/`. Rerun it to reproduce them (it resumes where it stopped).",
+        "",
+        f"- **Machine**: {_machine()}.",
+        f"- **Wall time** of the stages that ran: {total_s / 60:.1f} min "
+        f"(per stage below; recorded in `runs/results/timings.json`).",
+        f"- **Date**: {time.strftime('%Y-%m-%d')}.",
+        "",
+        "## Data",
+        "",
+        "- `../shared/data/dev/dfdc_faces`: 24,000 face crops from the DFDC training set (12,000 real, "
+        "12,000 fake; DFDC research-only terms). Preprocessed with "
+        "`--layout faces --margin 0.7 --shift 0.1`: "
+        "MTCNN re-detects each face and the crop is cut with the same geometry predict uses on video frames "
+        f"(see the README's *Face crops* section). {errors} images had no face above 0.9 confidence and are "
+        "listed in `runs/results/faces/errors.csv`.",
+        "- Splits are group-disjoint (a real video and the fakes made from it share a split, assigned by a "
+        "hash of the source video): "
+        + ", ".join(f"{k} {v[0]:,} real / {v[1]:,} fake" for k, v in sorted(splits.items())) + ".",
+        "- Cross-dataset check: the 7 FaceForensics++ c23 dev videos (3 real, 4 fake: Deepfakes, Face2Face, "
+        "FaceSwap, NeuralTextures), scored by `deepshield predict` on the video files. 7 videos is a sanity "
+        "check, not a benchmark.",
+        "",
+        "## Models",
+        "",
+        "| recipe | objective | epochs | train images/s | val AUC | val PGD acc (train ε, 3 steps) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n in RECIPES:
+        m = train_metrics[n]
+        last = m[-1] if m else {}
+        best = max(m, key=lambda r: r.get("val_robust_score", r.get("val_auc", 0))) if m else {}
+        lines.append(f"| `recipes/{n}.yaml` | {_recipe_objective(n)} | {len(m)} | "
+                     f"{_f(last.get('images_per_s'), 1)} | {_f(best.get('val_auc'))} | "
+                     f"{_f(best.get('val_pgd_acc'))} |")
+    lines += ["", "## Clean detection on the whole test split", "",
+              "| model | faces | acc | AUC | AP | EER | FGSM 1/255 acc | FGSM 2/255 acc | FGSM 4/255 acc |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for n in RECIPES:
+        r = clean[n]
+        if r:
+            c = r["clean"]
+            fg = [_row(r, "fgsm", e) for e in (1, 2, 4)]
+            cells = [str(c["n"]), _f(c["acc"]), _f(c["auc"]), _f(c["ap"]), _f(c["eer"])]
+            cells += [_f(x["acc"]) if x else "—" for x in fg]
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines += ["", "One face per DFDC video, so frame and video level coincide here.", "",
+              f"## Under attack ({ROBUST_VIDEOS} test faces, label-balanced, seeded)", "",
+              "White-box FGSM, PGD-20 and APGD-CE (ART) and the black-box Square attack "
+              f"({SQUARE_QUERIES} queries), L∞, early stop on fooled samples; *worst-case* counts a face "
+              "as robust only if every attack failed on it. Cells: accuracy / AUC under attack.", ""]
+    for n in RECIPES:
+        if robust[n]:
+            lines += [detail_markdown(n, robust[n]), ""]
+    lines += ["### Sanity checks (Carlini et al. 2019)", "",
+              checks_markdown({n: r for n, r in robust.items() if r}), ""]
+    lines += ["## Cross-dataset: FF++ dev videos (`deepshield predict`)", "",
+              "| video | label | " + " | ".join(RECIPES) + " |", "|---|---|" + "---|" * len(RECIPES)]
+    names = [v for v, _, _ in next((rows for _, rows in ffpp.values() if rows), [])]
+    for i, video in enumerate(names):
+        label = ffpp[next(n for n in RECIPES if ffpp[n][1])][1][i][1]
+        cells = [_f(ffpp[n][1][i][2]) if ffpp[n][1] else "—" for n in RECIPES]
+        lines.append(f"| {video} | {'fake' if label else 'real'} | " + " | ".join(cells) + " |")
+    lines.append("| **video AUC** | | " + " | ".join(_f(ffpp[n][0]) for n in RECIPES) + " |")
+    lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    lines += _targets(clean, robust, total_s, predict_s)
+    lines += ["", "## Commands and wall time", "", "| stage | seconds | command |", "|---|---|---|"]
+    for name, cmd, _, _ in stages():
+        lines.append(f"| {name} | {_f(timings.get(name), 0)} | `{_short(cmd)}` |")
+    lines.append(f"| predict one 720p video (12.4 s, default settings, start-up included) | "
+                 f"{_f(predict_s, 1)} | `deepshield predict {PREDICT_VIDEO} --checkpoint {PREDICT_MODEL}` |")
+    path = ROOT / "RESULTS.md"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def _recipe_objective(name: str) -> str:
+    from deepshield.config import load_recipe
+
+    r = load_recipe(ROOT / "recipes" / f"{name}.yaml")
+    if r.get("adv", "none") == "none":
+        return "standard (cross-entropy)"
+    steps = f", {r['steps']} steps" if r["adv"] != "fgsm-rs" else ""
+    return f"{r['adv']} at ε = {r['eps'] * 255:.3g}/255{steps}"
+
+
+def _targets(clean: dict, robust: dict, total_s: float, predict_s: float | None) -> list[str]:
+    def mark(ok: bool | None) -> str:
+        return "—" if ok is None else ("yes" if ok else "**no (missed)**")
+
+    std, rob = clean.get("dfdc-faces-standard"), clean.get("dfdc-faces-pgd-at")
+    std_r, rob_r = robust.get("dfdc-faces-standard"), robust.get("dfdc-faces-pgd-at")
+    std_auc = std["clean"]["auc"] if std else None
+    rob_auc = rob["clean"]["auc"] if rob else None
+    rob_pgd = (_row(rob_r, "pgd", 2) or {}).get("acc") if rob_r else None
+    std_pgd = (_row(std_r, "pgd", 2) or {}).get("acc") if std_r else None
+    checks = all(c["passed"] for c in (rob_r or {}).get("checks", [])) if rob_r else None
+    t = TARGETS
+    return [
+        f"| standard model: frame AUC ≥ {t['standard_auc']} | {_f(std_auc)} | "
+        f"{mark(None if std_auc is None else std_auc >= t['standard_auc'])} |",
+        f"| robust model (PGD-AT): clean AUC ≥ {t['robust_auc']} | {_f(rob_auc)} | "
+        f"{mark(None if rob_auc is None else rob_auc >= t['robust_auc'])} |",
+        f"| robust model: PGD-20 accuracy ≥ {t['robust_pgd2']:.0%} at 2/255 | {_f(rob_pgd)} | "
+        f"{mark(None if rob_pgd is None else rob_pgd >= t['robust_pgd2'])} |",
+        f"| standard model: PGD-20 accuracy ≤ {t['standard_pgd2']:.0%} at 2/255 | {_f(std_pgd)} | "
+        f"{mark(None if std_pgd is None else std_pgd <= t['standard_pgd2'])} |",
+        f"| robust model: all sanity checks pass | {'all pass' if checks else 'see above'} | "
+        f"{mark(checks)} |",
+        f"| `make results` ≤ {t['results_min']} min on 2 CPU cores | {total_s / 60:.1f} min | "
+        f"{mark(total_s / 60 <= t['results_min'])} |",
+        f"| predict a 10 s 720p video ≤ {t['predict_s']} s on 2 cores | "
+        f"{_f(predict_s, 1)} s (a 12.4 s video) | "
+        f"{mark(None if predict_s is None else predict_s <= t['predict_s'])} |",
+    ]
+
+
+def _short(cmd: list[str]) -> str:
+    return shlex.join(["deepshield", *cmd[1:]])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only-report", action="store_true", help="rewrite RESULTS.md from runs/results")
+    args = parser.parse_args()
+    os.chdir(ROOT)
+    if not DFDC.is_dir():
+        sys.exit(f"{DFDC.resolve()}: not found; make results needs ../shared/data/dev beside the checkout")
+    timings = _load(OUT / "timings.json") or {}
+    if not args.only_report:
+        run_stages(timings)
+        _save_json(OUT / "timings.json", timings)
+    print(f"wrote {write_results(timings)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,30 @@
+"""Checkpoints by name: ``default`` is the detector that ships inside the package.
+
+    >>> resolve_checkpoint("default")     # .../deepshield/models/weights/default.pt
+    >>> resolve_checkpoint("runs/x/best.pt")
+
+The default model, how it was trained and what it scores are described in
+``deepshield/models/weights/MODEL_CARD.md`` (and RESULTS.md at the repository root).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+BUNDLED = {"default": WEIGHTS_DIR / "default.pt"}
+
+
+def resolve_checkpoint(name: str | Path | None) -> Path:
+    """A bundled model's file for its name (None = ``default``), else ``name`` as a path."""
+    key = "default" if name is None else str(name)
+    if key in BUNDLED:
+        path = BUNDLED[key]
+        if not path.is_file():
+            raise FileNotFoundError(f"the bundled {key} model is missing ({path}); reinstall deepshield "
+                                    "(pip install -e .) or pass --checkpoint runs/<run>/best.pt")
+        return path
+    return Path(key)
+
+
+__all__ = ["BUNDLED", "WEIGHTS_DIR", "resolve_checkpoint"]

@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 
 from deepshield.config import PredictConfig
-from deepshield.data.faces import CropGeometry, build_detector, build_selector
+from deepshield.data.faces import CropGeometry, build_detector, build_selector, faces_in
 from deepshield.data.preprocess import DEFAULT_FRAMES_PER_VIDEO, DETECT_BATCH, PreprocessConfig
 from deepshield.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Frame, VideoError, read_media
 from deepshield.evaluation.evaluate import load_model_and_config
@@ -188,8 +188,9 @@ class Predictor:
                 batch.append(frame)
                 result.frames_sampled += 1
             if batch and (frame is None or len(batch) == DETECT_BATCH):
-                for fr, found in zip(batch, self.detector.detect([f.image for f in batch]), strict=True):
-                    for face_index, face in selector.update([f for f in found if f.score >= s.min_score]):
+                kept = faces_in([f.image for f in batch], self.detector, selector, s.min_score)
+                for fr, faces in zip(batch, kept, strict=True):
+                    for face_index, face in faces:
                         yield fr, face_index, face, self._crop(fr.image, face.box)
                 batch = []
             if frame is None:

@@ -202,6 +202,16 @@ FACE_SELECTORS: dict[str, Callable[[], LargestFace | IoUTracker]] = {
 }
 
 
+def faces_in(
+    images: Sequence[np.ndarray], detector: FaceDetector, selector: LargestFace | IoUTracker, min_score: float
+) -> list[list[tuple[int, Face]]]:
+    """The faces kept in each image, as ``(face_index, face)``: detect, drop those under ``min_score``,
+    then let the per-video ``selector`` choose (largest) or track (all). Preprocessing and predict both
+    go through here, so they cannot drift apart."""
+    found = detector.detect(list(images))
+    return [selector.update([f for f in faces if f.score >= min_score]) for faces in found]
+
+
 def build_selector(mode: str) -> LargestFace | IoUTracker:
     """A fresh per-video face selector: ``largest`` (one face per frame) or ``all`` (tracked faces)."""
     if mode not in FACE_SELECTORS:
@@ -387,6 +397,7 @@ __all__ = [
     "build_detector",
     "build_selector",
     "crop_face",
+    "faces_in",
     "fit_ratio",
     "fit_square",
     "register_detector",

@@ -50,6 +50,7 @@ from deepshield.data.faces import (
     FaceDetector,
     build_detector,
     build_selector,
+    faces_in,
     fit_ratio,
 )
 from deepshield.data.layouts import (
@@ -334,8 +335,9 @@ def _crop_batch(
     video = {
         k: getattr(record, k) for k in "label dataset video_id method compression split source_video".split()
     }
-    for frame, found in zip(batch, detector.detect([f.image for f in batch]), strict=True):
-        for face_index, face in selector.update([f for f in found if f.score >= cfg.min_score]):
+    kept_faces = faces_in([f.image for f in batch], detector, selector, cfg.min_score)
+    for frame, kept in zip(batch, kept_faces, strict=True):
+        for face_index, face in kept:
             name = f"{frame.index:06d}_{face_index}.{cfg.format}"
             _save_image(video_dir / name, cfg.geometry.crop(frame.image, face.box), cfg)
             height, width = frame.image.shape[:2]

@@ -24,6 +24,7 @@ from deepshield.data.datasets import (
     holdout_videos,
     parse_catalog_arg,
     read_crop,
+    subset_videos,
     video_key,
 )
 from deepshield.data.synthetic import SyntheticDeepfakeDataset
@@ -290,3 +291,15 @@ def test_efficientnet_b0_trains_one_epoch_on_real_crops_and_evaluates(ffpp_catal
     methods = {"original", "Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"}
     assert set(test_ds.video_methods.values()) == methods
     assert sorted(set(preds.labels.tolist())) == [0, 1]
+
+
+def test_subset_videos_is_seeded_whole_videos_and_keeps_the_label_balance():
+    rows = [CatalogRow(f"v{v}/{f}.png", v % 2, "d", f"v{v}", "m", "", "test", f, 0.0, 0, 1.0, 0, 0, 1, 1,
+                       f"v{v}") for v in range(40) for f in range(3)]
+    picked = subset_videos(rows, 10, seed=1)
+    videos = {r.video_id for r in picked}
+    assert len(videos) == 10 and len(picked) == 30  # whole videos: all 3 frames each
+    assert Counter(r.label for r in picked) == {0: 15, 1: 15}
+    assert picked == subset_videos(rows, 10, seed=1)
+    assert videos != {r.video_id for r in subset_videos(rows, 10, seed=2)}
+    assert subset_videos(rows, 100) == rows

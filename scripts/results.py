@@ -33,7 +33,10 @@ OUT = Path("runs/results")
 DEV = Path("../shared/data/dev")
 DFDC = DEV / "dfdc_faces"
 FFPP = DEV / "ffpp"
-RECIPES = ("dfdc-faces-standard", "dfdc-faces-fast-at", "dfdc-faces-pgd-at", "dfdc-faces-trades")
+RECIPES = ("dfdc-faces-standard", "dfdc-faces-fast-at", "dfdc-faces-pgd-at")
+# Not swept with PGD/APGD/Square: fast AT collapses to chance here (validation PGD accuracy 7%), and the
+# sweep costs ~15 min per model on 2 cores (Square dominates); its FGSM rows on the full test split remain.
+NO_ROBUST_SWEEP = {"dfdc-faces-fast-at"}
 EPS = "1/255,2/255,4/255"
 ROBUST_VIDEOS = 300      # robust sweep subset of the test split (label-balanced, seeded)
 SQUARE_QUERIES = 200
@@ -65,12 +68,13 @@ def stages() -> list[tuple[str, list[str], Path | None, Path | None]]:
                     deepshield("evaluate", "--checkpoint", ckpt, "--dataset", f"catalog:{catalog}:test",
                                "--attacks", "fgsm", "--eps", EPS, "--no-sanity", "--out", clean, "--quiet"),
                     clean / "results.json", ckpt))
-        out.append((f"evaluate {name} (robust, {ROBUST_VIDEOS} test videos)",
-                    deepshield("evaluate", "--checkpoint", ckpt, "--dataset", f"catalog:{catalog}:test",
-                               "--attacks", "fgsm,pgd,apgd,square", "--eps", EPS, "--steps", "20",
-                               "--max-videos", ROBUST_VIDEOS, "--square-queries", SQUARE_QUERIES,
-                               "--sanity-n", "128", "--out", robust, "--quiet"),
-                    robust / "results.json", ckpt))
+        if name not in NO_ROBUST_SWEEP:
+            out.append((f"evaluate {name} (robust, {ROBUST_VIDEOS} test videos)",
+                        deepshield("evaluate", "--checkpoint", ckpt, "--dataset", f"catalog:{catalog}:test",
+                                   "--attacks", "fgsm,pgd,apgd,square", "--eps", EPS, "--steps", "20",
+                                   "--max-videos", ROBUST_VIDEOS, "--square-queries", SQUARE_QUERIES,
+                                   "--sanity-n", "128", "--out", robust, "--quiet"),
+                        robust / "results.json", ckpt))
         out.append((f"predict FF++ dev videos with {name}",
                     deepshield("predict", FFPP, "--checkpoint", ckpt, "--json"),
                     OUT / name / "ffpp_predict.json", ckpt))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from deepshield.cli import main, parse_args
+from deepshield.cli import AUGMENT_NAMES, main, parse_args
 from deepshield.config import RecipeError, TrainConfig, load_recipe, parse_fraction
 from deepshield.data.transforms import AUGMENTS
 
@@ -49,3 +49,7 @@ def test_parse_fraction():
     assert parse_fraction("0.5") == 0.5
     with pytest.raises(ValueError):
         parse_fraction("1/x")
+
+
+def test_cli_augment_choices_match_the_registry():
+    assert set(AUGMENT_NAMES) == set(AUGMENTS)

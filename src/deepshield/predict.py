@@ -50,6 +50,11 @@ class FaceSettings:
     fps: float | None
     frames: int | None
 
+    @property
+    def geometry(self) -> CropGeometry:
+        """The crop these settings cut (raises ValueError on a bad margin, shift or size)."""
+        return CropGeometry(self.size, self.margin, self.shift)
+
 
 def face_settings(cfg: PredictConfig, train_config: dict, image_size: int) -> FaceSettings:
     """Command-line values, else the checkpoint's ``preprocess`` settings, else preprocessing defaults."""
@@ -72,7 +77,7 @@ def face_settings(cfg: PredictConfig, train_config: dict, image_size: int) -> Fa
     )
     if not 0 <= settings.min_score <= 1 or (frames or 1) < 1:
         raise ValueError(f"bad face settings {settings}: need --min-score in [0, 1], --frames >= 1")
-    CropGeometry(settings.size, settings.margin, settings.shift)  # raises on a bad --margin/--shift/--size
+    settings.geometry  # noqa: B018 - validates --margin/--shift/--size
     return settings
 
 
@@ -152,7 +157,7 @@ class Predictor:
         self.model, self.train_cfg, raw = load_model_and_config(cfg.checkpoint, self.device)
         self.settings = face_settings(cfg, raw, self.train_cfg.image_size)
         self.warnings = setting_warnings(cfg, raw)
-        self.geometry = CropGeometry(self.settings.size, self.settings.margin, self.settings.shift)
+        self.geometry = self.settings.geometry
         self.detector = build_detector(self.settings.detector, max_side=self.settings.max_side)
 
     def predict(self, path: str | Path) -> MediaResult:

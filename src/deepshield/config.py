@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from deepshield.data.faces import CropGeometry
 
 
 @dataclass(frozen=True)
@@ -156,3 +159,68 @@ class PredictConfig:
     batch_size: int = 32
     device: str = "auto"
     as_json: bool = False
+
+
+DEFAULT_FRAMES_PER_VIDEO = 32
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Settings of ``deepshield preprocess``; fields mirror its flags.
+
+    ``fps`` (frames per second of video) or ``frames_per_video`` (evenly spaced), not both; neither means
+    32 frames per video. ``size``: crop side in px. ``margin``: crop side / face box side (>= 1).
+    ``faces``: ``largest`` (one per frame) or ``all`` (tracked across frames). ``min_score``: detector
+    confidence in [0, 1]. ``quality``: JPEG quality. ``compression`` (raw/c23/c40; None = all found) and
+    ``splits`` (folder with the official train/val/test.json): FF++ only.
+    ``shift``: crop centre moved down by this fraction of the face box (see ``deepshield.data.faces``).
+    ``metadata``: ``--layout faces`` metadata CSV. ``split_ratios``: ``"train,val,test"`` fractions for
+    videos the layout gives no split (assigned by group, see ``layouts.assign_split``; default 0.8,0.1,0.1).
+    ``shard``: ``"K/N"`` (K in 1..N) takes a fixed 1/N of the videos by hash of their id.
+    ``max_side``: longest frame side (px) the detector's first stage sees. ``seed`` seeds torch in each
+    process; the pipeline itself makes no random choice.
+    """
+
+    root: Path
+    layout: str
+    out: Path
+    fps: float | None = None
+    frames_per_video: int | None = None
+    size: int = 224
+    margin: float = 1.3
+    faces: str = "largest"
+    workers: int = 1
+    min_score: float = 0.9
+    format: str = "png"
+    quality: int = 95
+    compression: str | None = None
+    splits: Path | None = None
+    shard: str | None = None
+    max_side: int = 640
+    detector: str = "mtcnn"
+    shift: float = 0.0
+    metadata: Path | None = None
+    split_ratios: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("root", "out", "splits", "metadata"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value).expanduser().resolve())
+
+    @property
+    def sampling(self) -> dict[str, Any]:
+        """Keyword arguments for ``read_media``."""
+        if self.fps is not None:
+            return {"fps": self.fps, "num_frames": None}
+        return {"fps": None, "num_frames": self.frames_per_video or DEFAULT_FRAMES_PER_VIDEO}
+
+    @property
+    def geometry(self) -> CropGeometry:
+        from deepshield.data.faces import CropGeometry
+
+        return CropGeometry(self.size, self.margin, self.shift)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deepshield.config import PredictConfig
+from deepshield.config import DEFAULT_FRAMES_PER_VIDEO, PredictConfig, PreprocessConfig
 from deepshield.data.faces import CropGeometry, build_detector, build_selector, faces_in
-from deepshield.data.preprocess import DEFAULT_FRAMES_PER_VIDEO, DETECT_BATCH, PreprocessConfig
+from deepshield.data.preprocess import DETECT_BATCH
 from deepshield.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Frame, VideoError, read_media
 from deepshield.evaluation.evaluate import load_model_and_config
 from deepshield.evaluation.metrics import AGGREGATIONS

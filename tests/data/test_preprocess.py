@@ -24,6 +24,7 @@ from deepshield.data.preprocess import (
     WorkerStartError,
     run_in_workers,
     run_preprocess,
+    validate_config,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -63,10 +64,10 @@ def test_config_errors_are_one_line_value_errors(tmp_path: Path):
     ]
     for change, message in cases:
         with pytest.raises(ValueError, match=message) as err:  # PreprocessError or LayoutError
-            _config(tmp_path, tmp_path / "out", **change).validate()
+            validate_config(_config(tmp_path, tmp_path / "out", **change))
         assert isinstance(err.value, ValueError) and "\n" not in str(err.value)
     with pytest.raises(PreprocessError, match="inside ROOT/real or ROOT/fake"):
-        _config(tmp_path, tmp_path / "real" / "faces").validate()
+        validate_config(_config(tmp_path, tmp_path / "real" / "faces"))
     assert PreprocessConfig(tmp_path, "ffpp", tmp_path / "o").sampling == {"fps": None, "num_frames": 32}
 
 

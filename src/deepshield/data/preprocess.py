@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from deepshield.config import PreprocessConfig
 from deepshield.data.catalog import (
     SPLITS,
     CatalogRow,
@@ -46,7 +47,6 @@ from deepshield.data.catalog import (
 from deepshield.data.faces import (
     DETECTORS,
     FACE_SELECTORS,
-    CropGeometry,
     FaceDetector,
     build_detector,
     build_selector,
@@ -64,7 +64,6 @@ from deepshield.data.layouts import (
 )
 from deepshield.data.video import Frame, VideoError, read_media
 
-DEFAULT_FRAMES_PER_VIDEO = 32
 FORMATS = {"png": "PNG", "jpg": "JPEG"}
 DETECT_BATCH = 8  # frames decoded and detected together; bounds memory at 1080p
 _CROP_NAME = re.compile(r"\d+_\d+\.(png|jpg)(\..*\.tmp)?|\..*\.tmp")
@@ -84,97 +83,38 @@ class WorkerStartError(RuntimeError):
     """Worker processes could not start at all (not the fault of any one video)."""
 
 
-@dataclass(frozen=True)
-class PreprocessConfig:
-    """Settings of ``deepshield preprocess``; fields mirror its flags.
-
-    ``fps`` (frames per second of video) or ``frames_per_video`` (evenly spaced), not both; neither means
-    32 frames per video. ``size``: crop side in px. ``margin``: crop side / face box side (>= 1).
-    ``faces``: ``largest`` (one per frame) or ``all`` (tracked across frames). ``min_score``: detector
-    confidence in [0, 1]. ``quality``: JPEG quality. ``compression`` (raw/c23/c40; None = all found) and
-    ``splits`` (folder with the official train/val/test.json): FF++ only.
-    ``shift``: crop centre moved down by this fraction of the face box (see ``deepshield.data.faces``).
-    ``metadata``: ``--layout faces`` metadata CSV. ``split_ratios``: ``"train,val,test"`` fractions for
-    videos the layout gives no split (assigned by group, see ``layouts.assign_split``; default 0.8,0.1,0.1).
-    ``shard``: ``"K/N"`` (K in 1..N) takes a fixed 1/N of the videos by hash of their id.
-    ``max_side``: longest frame side (px) the detector's first stage sees. ``seed`` seeds torch in each
-    process; the pipeline itself makes no random choice.
-    """
-
-    root: Path
-    layout: str
-    out: Path
-    fps: float | None = None
-    frames_per_video: int | None = None
-    size: int = 224
-    margin: float = 1.3
-    faces: str = "largest"
-    workers: int = 1
-    min_score: float = 0.9
-    format: str = "png"
-    quality: int = 95
-    compression: str | None = None
-    splits: Path | None = None
-    shard: str | None = None
-    max_side: int = 640
-    detector: str = "mtcnn"
-    shift: float = 0.0
-    metadata: Path | None = None
-    split_ratios: str | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        for name in ("root", "out", "splits", "metadata"):
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, Path(value).expanduser().resolve())
-
-    @property
-    def sampling(self) -> dict[str, Any]:
-        """Keyword arguments for ``read_media``."""
-        if self.fps is not None:
-            return {"fps": self.fps, "num_frames": None}
-        return {"fps": None, "num_frames": self.frames_per_video or DEFAULT_FRAMES_PER_VIDEO}
-
-    def validate(self) -> None:
-        """Raise ``PreprocessError`` naming the first wrong flag."""
-        checks = [
-            (self.layout in LAYOUTS, f"--layout {self.layout!r}: choose from {', '.join(sorted(LAYOUTS))}"),
-            (self.fps is None or self.frames_per_video is None, "give --fps or --frames-per-video, not both"),
-            (self.fps is None or self.fps > 0, f"--fps {self.fps}: must be > 0 (e.g. 1)"),
-            (self.frames_per_video is None or self.frames_per_video >= 1, "--frames-per-video: must be >= 1"),
-            (self.size >= 8, f"--size {self.size}: must be >= 8 pixels"),
-            (0 < self.margin <= 4, f"--margin {self.margin}: must be in (0, 4] (1.3 = 30% context around "
-                                   "the face)"),
-            (-1 <= self.shift <= 1, f"--shift {self.shift}: must be in [-1, 1] (0.1 = centre 10% of the "
-                                    "box lower)"),
-            (
-                self.faces in FACE_SELECTORS,
-                f"--faces {self.faces!r}: choose from {', '.join(FACE_SELECTORS)}",
-            ),
-            (self.workers >= 1, f"--workers {self.workers}: must be >= 1"),
-            (0.0 <= self.min_score <= 1.0, f"--min-score {self.min_score}: must be in [0, 1]"),
-            (self.format in FORMATS, f"--format {self.format!r}: choose from {', '.join(FORMATS)}"),
-            (1 <= self.quality <= 100, f"--quality {self.quality}: must be in 1..100"),
-            (self.max_side >= 48, f"--max-side {self.max_side}: must be >= 48 pixels"),
-            (self.detector in DETECTORS, f"--detector {self.detector!r}: choose from {', '.join(DETECTORS)}"),
-            (
-                not (self.layout == "folder" and _inside(self.out, self.root / "real", self.root / "fake")),
-                f"--out {self.out} is inside ROOT/real or ROOT/fake, where its crops would be read as data",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise PreprocessError(message)
-        parse_shard(self.shard)
-        parse_split_ratios(self.split_ratios)
-
-    @property
-    def geometry(self) -> CropGeometry:
-        return CropGeometry(self.size, self.margin, self.shift)
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+def validate_config(cfg: PreprocessConfig) -> None:
+    """Raise ``PreprocessError`` naming the first wrong flag of ``cfg``."""
+    checks = [
+        (cfg.layout in LAYOUTS, f"--layout {cfg.layout!r}: choose from {', '.join(sorted(LAYOUTS))}"),
+        (cfg.fps is None or cfg.frames_per_video is None, "give --fps or --frames-per-video, not both"),
+        (cfg.fps is None or cfg.fps > 0, f"--fps {cfg.fps}: must be > 0 (e.g. 1)"),
+        (cfg.frames_per_video is None or cfg.frames_per_video >= 1, "--frames-per-video: must be >= 1"),
+        (cfg.size >= 8, f"--size {cfg.size}: must be >= 8 pixels"),
+        (0 < cfg.margin <= 4, f"--margin {cfg.margin}: must be in (0, 4] (1.3 = 30% context around "
+                               "the face)"),
+        (-1 <= cfg.shift <= 1, f"--shift {cfg.shift}: must be in [-1, 1] (0.1 = centre 10% of the "
+                                "box lower)"),
+        (
+            cfg.faces in FACE_SELECTORS,
+            f"--faces {cfg.faces!r}: choose from {', '.join(FACE_SELECTORS)}",
+        ),
+        (cfg.workers >= 1, f"--workers {cfg.workers}: must be >= 1"),
+        (0.0 <= cfg.min_score <= 1.0, f"--min-score {cfg.min_score}: must be in [0, 1]"),
+        (cfg.format in FORMATS, f"--format {cfg.format!r}: choose from {', '.join(FORMATS)}"),
+        (1 <= cfg.quality <= 100, f"--quality {cfg.quality}: must be in 1..100"),
+        (cfg.max_side >= 48, f"--max-side {cfg.max_side}: must be >= 48 pixels"),
+        (cfg.detector in DETECTORS, f"--detector {cfg.detector!r}: choose from {', '.join(DETECTORS)}"),
+        (
+            not (cfg.layout == "folder" and _inside(cfg.out, cfg.root / "real", cfg.root / "fake")),
+            f"--out {cfg.out} is inside ROOT/real or ROOT/fake, where its crops would be read as data",
+        ),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise PreprocessError(message)
+    parse_shard(cfg.shard)
+    parse_split_ratios(cfg.split_ratios)
 
 
 @dataclass(frozen=True)
@@ -232,7 +172,7 @@ def run_preprocess(cfg: PreprocessConfig, *, progress: bool = True) -> Preproces
     videos never raise, they go to errors.csv.
     """
     start = time.perf_counter()
-    cfg.validate()
+    validate_config(cfg)
     shard = parse_shard(cfg.shard)
     scan = scan_layout(cfg.layout, cfg.root, compression=cfg.compression, splits=cfg.splits,
                        metadata=cfg.metadata)

@@ -1,10 +1,19 @@
-"""Frozen dataclass configs, one per command; the CLI flags mirror these fields one-to-one."""
+"""Frozen dataclass configs, one per command; the CLI flags mirror these fields one-to-one.
+
+    >>> cfg = config_from_mapping(EvalConfig, {"checkpoint": "best.pt", "eps": (2/255,), "steps": 20})
+    >>> cfg.sweep.steps
+    20
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import typing
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from deepshield.errors import ConfigError
 
 if TYPE_CHECKING:
     from deepshield.data.faces import CropGeometry
@@ -74,7 +83,7 @@ def parse_fraction(text: str) -> float:
     return value
 
 
-class RecipeError(ValueError):
+class RecipeError(ConfigError):
     """A recipe file that cannot be used; the message names the file and the key."""
 
 
@@ -113,32 +122,77 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    """Settings of ``deepshield evaluate``. ε in [0, 1] pixel units (L∞) or L2 pixel units."""
+class SweepSpec:
+    """What ``deepshield evaluate`` attacks with. ε in [0, 1] pixel units (L∞) or L2 pixel units.
 
-    checkpoint: str
-    dataset: str = "synthetic"          # synthetic | catalog:PATH[:split]
+    ``steps``/``restarts``: iterative attacks' budget; ``square_queries``: Square's model queries per
+    sample; ``early_stop``: attack only correct samples and stop once fooled (AutoAttack protocol);
+    ``sanity_n``: samples the sanity checks' extra attacks use; ``gallery``: faces kept for the report;
+    ``seed``: attacks' random starts and the evaluated subset; ``options``: extra per-attack settings
+    as ``(attack, key, value)`` triples (``--attack-option square.p_init=0.5``), so a new attack's
+    hyper-parameter needs no new field here.
+    """
+
     attacks: tuple[str, ...] = ("fgsm", "pgd")
     eps: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
     norm: str = "linf"
-    steps: int = 10                     # PGD and APGD iterations
+    steps: int = 10
     restarts: int = 1
-    square_queries: int = 1000          # Square's query budget per sample
-    early_stop: bool = True             # attack only correct samples, stop once fooled (AutoAttack)
-    sanity_n: int = 256                 # samples the sanity checks' extra attacks run on
-    gallery: int = 6                    # faces in the report's gallery
+    seed: int = 0
+    square_queries: int = 1000
+    early_stop: bool = True
+    sanity_n: int = 256
+    gallery: int = 6
+    options: tuple[tuple[str, str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.eps:
+            raise ConfigError("--eps needs at least one budget, e.g. --eps 1/255,4/255")
+        for e in self.eps:
+            if e < 0:
+                raise ConfigError(f"--eps {e}: ε must be >= 0")
+            if self.norm == "linf" and e > 1:
+                raise ConfigError(f"--eps {e:g}: L∞ ε is in [0, 1] pixel units; did you mean {e:g}/255?")
+        if not self.attacks:
+            raise ConfigError("--attacks needs at least one attack, e.g. --attacks fgsm,pgd")
+
+    def options_for(self, attack: str) -> dict[str, Any]:
+        """The ``--attack-option`` settings given for ``attack``."""
+        return {key: value for name, key, value in self.options if name == attack}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(attacks=list(self.attacks), eps=list(self.eps), options=[list(o) for o in self.options])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SweepSpec:
+        names = {f.name for f in fields(cls)}
+        kept = {k: v for k, v in d.items() if k in names}
+        kept.update(attacks=tuple(kept.get("attacks", cls.attacks)), eps=tuple(kept.get("eps", cls.eps)),
+                    options=tuple(tuple(o) for o in kept.get("options", ())))
+        return cls(**kept)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Settings of ``deepshield evaluate``: what to evaluate, on what, and the attack sweep."""
+
+    checkpoint: str
+    dataset: str = "synthetic"          # synthetic | catalog:PATH[:split]
+    sweep: SweepSpec = field(default_factory=SweepSpec)
     batch_size: int = 128
     n_test: int = 1000                  # synthetic test images
     max_videos: int | None = None       # catalog: a seeded, label-balanced subset of this many videos
-    seed: int = 0
     out: str | None = None              # default: next to the checkpoint (eval/ or eval_<catalog>/)
     device: str = "auto"
     sanity: bool = True
     progress: bool = True
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["sweep"] = self.sweep.to_dict()
+        return d
 
 
 @dataclass(frozen=True)
@@ -202,6 +256,7 @@ class PreprocessConfig:
     metadata: Path | None = None
     split_ratios: str | None = None
     seed: int = 0
+    progress: bool = True
 
     def __post_init__(self) -> None:
         for name in ("root", "out", "splits", "metadata"):
@@ -224,3 +279,63 @@ class PreprocessConfig:
 
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Settings of ``deepshield demo`` (synthetic data, standard vs PGD-AT SmallCNN)."""
+
+    out: str = "runs/demo"
+    n_train: int = 2000
+    n_test: int = 500
+    epochs: int = 3
+    seed: int = 0
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Settings of ``deepshield report``: evaluated runs in, one comparison report out."""
+
+    runs: tuple[str, ...]
+    out: str | None = None              # default: report/ beside the runs
+    title: str = "deepshield robustness comparison"
+
+
+@dataclass(frozen=True)
+class MergeConfig:
+    """Settings of ``deepshield catalog merge``: shard output folders joined into one catalog."""
+
+    action: str
+    out: str
+    parts: tuple[str, ...]
+
+
+def _nested(cls: type) -> dict[str, type]:
+    """Fields of ``cls`` that are themselves config dataclasses: {field name: class}."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in fields(cls) if is_dataclass(hints[f.name])}
+
+
+def config_fields(cls: type) -> set[str]:
+    """Every setting of a config, nested configs flattened (what the command's flags must cover)."""
+    nested = _nested(cls)
+    names: set[str] = set()
+    for f in fields(cls):
+        names |= config_fields(nested[f.name]) if f.name in nested else {f.name}
+    return names
+
+
+def config_from_mapping(cls: type, values: Mapping[str, Any]) -> Any:
+    """Build config ``cls`` from flat ``values`` (e.g. parsed flags): each field takes the value of its
+    name, nested configs take theirs from the same mapping; lists become tuples; absent names keep
+    their defaults."""
+    nested = _nested(cls)
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name in nested:
+            kwargs[f.name] = config_from_mapping(nested[f.name], values)
+        elif f.name in values:
+            value = values[f.name]
+            kwargs[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)

@@ -6,23 +6,27 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from deepshield.config import TrainConfig
+from deepshield.config import DemoConfig, SweepSpec, TrainConfig
 from deepshield.data.datasets import build_eval_dataset
 from deepshield.evaluation.checks import format_checks, sanity_checks
-from deepshield.evaluation.evaluate import load_model
-from deepshield.evaluation.report import summary_table, write_json, write_report
-from deepshield.evaluation.robust import SweepSpec, sweep
+from deepshield.evaluation.evaluate import load_model, save_gallery
+from deepshield.evaluation.formatting import eps_label
+from deepshield.evaluation.report import write_json, write_report
+from deepshield.evaluation.results import EvalResult
+from deepshield.evaluation.robust import sweep
+from deepshield.evaluation.tables import summary_table
 from deepshield.training.loops import select_device
 from deepshield.training.trainer import train
 
 DEMO_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
 
 
-def run_demo(out: str | Path = "runs/demo", n_train: int = 2000, n_test: int = 500, epochs: int = 3,
-             image_size: int = 64, seed: int = 0, progress: bool = True) -> dict:
+def run_demo(cfg: DemoConfig | None = None, image_size: int = 64) -> dict:
     """Train a standard and a PGD-AT SmallCNN on synthetic data, evaluate both, write metrics.json,
     report.md and robust_accuracy.png under ``out``; returns the metrics."""
-    out = Path(out)
+    cfg = cfg or DemoConfig()
+    out, n_train, n_test, epochs, seed = Path(cfg.out), cfg.n_train, cfg.n_test, cfg.epochs, cfg.seed
+    progress = cfg.progress
     start = time.perf_counter()
     base = TrainConfig(dataset="synthetic", backbone="small_cnn", image_size=image_size, n_train=n_train,
                        n_val=300, epochs=epochs, seed=seed, progress=progress)
@@ -39,17 +43,23 @@ def run_demo(out: str | Path = "runs/demo", n_train: int = 2000, n_test: int = 5
         trained = train(cfg)
         model, _ = load_model(trained.best_path, device)
         print(f"== evaluating {name} ==", flush=True)
-        res = sweep(model, test, spec, device, progress=progress)
-        res["checks"] = sanity_checks(model, test, spec, res, device)
-        res.update(checkpoint=str(trained.best_path), dataset="synthetic", model="small_cnn", run=name)
-        print(format_checks(res["checks"]), flush=True)
+        swept, images = sweep(model, test, spec, device, progress=progress)
+        if swept.gallery:
+            g = swept.gallery
+            save_gallery(swept, images, out / f"gallery_{name}.png",
+                         title=f"{name}: {g['attack']} at ε = {eps_label(g['eps'], spec.norm)}")
+        res = EvalResult(sweep=swept, checks=sanity_checks(model, test, spec, swept, device), run=name,
+                         checkpoint=str(trained.best_path), dataset="synthetic", model="small_cnn",
+                         device=str(device), seconds=swept.seconds, out=out)
+        print(format_checks(res.checks), flush=True)
         results[name] = res
-    metrics = {"runs": results, "seconds": time.perf_counter() - start,
+    metrics = {"runs": {name: res.to_json() for name, res in results.items()},
+               "seconds": time.perf_counter() - start,
                "settings": {"n_train": n_train, "n_test": n_test, "epochs": epochs, "image_size": image_size}}
     write_json(metrics, out / "metrics.json")
     report = write_report(results, out, title="deepshield demo: standard vs PGD adversarial training")
-    print(summary_table(results))
-    failed = sum(not c["passed"] for r in results.values() for c in r["checks"])
+    print(summary_table(metrics["runs"]))
+    failed = sum(len(r.failed_checks) for r in results.values())
     print(f"\nsanity checks: {'all passed' if not failed else f'{failed} FAILED'}; report: {report}; "
           f"{metrics['seconds']:.0f} s")
     return metrics

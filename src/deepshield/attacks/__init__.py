@@ -1,20 +1,31 @@
-"""Attack registry: ``build_attack(name, **kw)``; attacks are called as ``attack(model, x, y)``."""
+"""Attacks: ``build_attack(name, **kw)``; attacks are called as ``attack(model, x, y)``.
+
+Every module of this package is imported here, so an attack registered with ``@register_attack`` in a
+new file under ``deepshield/attacks/`` is available by name everywhere (CLI, evaluation, checks).
+"""
 
 from __future__ import annotations
 
-from deepshield.attacks.base import Attack
+import importlib
+import pkgutil
+
+from deepshield.attacks.base import BLACK_BOX, ITERATIVE, SINGLE_STEP, Attack
 from deepshield.attacks.external import APGD, Square
 from deepshield.attacks.fgsm import FGSM
 from deepshield.attacks.pgd import PGD
+from deepshield.attacks.registry import (
+    ATTACKS,
+    attack_help,
+    attacks_of_kind,
+    build_attack,
+    build_eval_attack,
+    reference_attack,
+    register_attack,
+)
 
-ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD, "apgd": APGD, "square": Square}
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
-
-def build_attack(name: str, **kwargs: object) -> Attack:
-    """Build a registered attack by name with its hyper-parameters (ε in [0, 1] pixel units)."""
-    if name not in ATTACKS:
-        raise ValueError(f"unknown attack {name!r}; choose from {sorted(ATTACKS)}")
-    return ATTACKS[name](**kwargs)
-
-
-__all__ = ["APGD", "ATTACKS", "FGSM", "PGD", "Attack", "Square", "build_attack"]
+__all__ = ["APGD", "ATTACKS", "BLACK_BOX", "FGSM", "ITERATIVE", "PGD", "SINGLE_STEP", "Attack", "Square",
+           "attack_help", "attacks_of_kind", "build_attack", "build_eval_attack", "reference_attack",
+           "register_attack"]

@@ -14,11 +14,19 @@ The base class guarantees, for every subclass:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
+from deepshield.errors import ConfigError
+
+if TYPE_CHECKING:
+    from deepshield.config import SweepSpec
+
 NORMS = ("linf", "l2")
+SINGLE_STEP, ITERATIVE, BLACK_BOX = "single-step", "iterative", "black-box"
+KINDS = (SINGLE_STEP, ITERATIVE, BLACK_BOX)
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -60,14 +68,31 @@ def random_start(x: torch.Tensor, eps: float, norm: str, generator: torch.Genera
 
 class Attack:
     """Base class. Subclasses implement ``_perturb(model, x, y) -> x_adv`` and may assume grad is on
-    and the model is in the mode the attack asked for."""
+    and the model is in the mode the attack asked for.
+
+    Class attributes describe the attack to the registry (``deepshield.attacks.registry``): ``kind``
+    (single-step, iterative white-box, black-box), ``rank`` (strength within the kind; larger is
+    listed first), ``reference`` (the one the sanity checks run for its kind), ``help`` (CLI text);
+    ``eval_kwargs`` is how robust evaluation configures it. ``name`` is set on registration.
+    """
+
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = ITERATIVE
+    rank: ClassVar[int] = 0
+    reference: ClassVar[bool] = False
+    help: ClassVar[str] = ""
+
+    @classmethod
+    def eval_kwargs(cls, eps: float, spec: SweepSpec) -> dict[str, Any]:
+        """Hyper-parameters for robust evaluation at ``eps`` under ``spec`` (beyond eps, norm, seed)."""
+        return {}
 
     def __init__(self, eps: float, norm: str = "linf", eval_mode: bool = True,
                  seed: int | None = None) -> None:
         if not (eps >= 0):
-            raise ValueError(f"eps must be >= 0 (pixel units in [0, 1], e.g. 8/255), got {eps}")
+            raise ConfigError(f"eps must be >= 0 (pixel units in [0, 1], e.g. 8/255), got {eps}")
         if norm not in NORMS:
-            raise ValueError(f"unknown norm {norm!r}; choose from {list(NORMS)}")
+            raise ConfigError(f"unknown norm {norm!r}; choose from {', '.join(NORMS)}")
         self.eps = float(eps)
         self.norm = norm
         self.eval_mode = eval_mode

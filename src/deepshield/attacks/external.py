@@ -22,12 +22,18 @@ from __future__ import annotations
 import contextlib
 import random
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from deepshield.attacks.base import Attack
+from deepshield.attacks.base import BLACK_BOX, ITERATIVE, Attack
+from deepshield.attacks.registry import register_attack
+from deepshield.errors import ConfigError
+
+if TYPE_CHECKING:
+    from deepshield.config import SweepSpec
 
 _ART_NORMS = {"linf": np.inf, "l2": 2}
 
@@ -89,15 +95,22 @@ class ARTAttack(Attack):
         raise NotImplementedError
 
 
+@register_attack("apgd")
 class APGD(ARTAttack):
     """APGD-CE from ART. ``steps`` iterations per restart, ``restarts`` random starts (each only on the
     samples still unfooled); initial step 2ε, as in AutoAttack. Defaults: 100 steps, 1 restart."""
+
+    kind, rank, help = ITERATIVE, 2, "APGD-CE, iterative"
+
+    @classmethod
+    def eval_kwargs(cls, eps: float, spec: SweepSpec) -> dict[str, Any]:
+        return {"steps": spec.steps, "restarts": spec.restarts}
 
     def __init__(self, eps: float = 8 / 255, norm: str = "linf", steps: int = 100, restarts: int = 1,
                  eval_mode: bool = True, seed: int | None = None) -> None:
         super().__init__(eps, norm=norm, eval_mode=eval_mode, seed=seed)
         if steps < 1 or restarts < 1:
-            raise ValueError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
+            raise ConfigError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
         self.steps, self.restarts = steps, restarts
 
     def _art_attack(self, classifier, batch_size: int):
@@ -110,18 +123,26 @@ class APGD(ARTAttack):
         )
 
 
+@register_attack("square")
 class Square(ARTAttack):
     """Square attack from ART (black-box, score-based). ``queries``: iterations, about one model query
     per iteration per still-unfooled sample (fooled samples stop); ``p_init``: initial fraction of
     pixels per square (0.8 as in AutoAttack). Defaults: 1000 queries, 1 restart."""
 
+    kind, rank, reference, help = BLACK_BOX, 0, True, "black-box"
+
+    @classmethod
+    def eval_kwargs(cls, eps: float, spec: SweepSpec) -> dict[str, Any]:
+        return {"queries": spec.square_queries, "restarts": spec.restarts}
+
     def __init__(self, eps: float = 8 / 255, norm: str = "linf", queries: int = 1000, restarts: int = 1,
                  p_init: float = 0.8, eval_mode: bool = True, seed: int | None = None) -> None:
         super().__init__(eps, norm=norm, eval_mode=eval_mode, seed=seed)
         if queries < 1 or restarts < 1:
-            raise ValueError(f"queries and restarts must be >= 1, got queries={queries}, restarts={restarts}")
+            raise ConfigError(f"queries and restarts must be >= 1, got queries={queries}, "
+                              f"restarts={restarts}")
         if not 0 < p_init <= 1:
-            raise ValueError(f"p_init must be in (0, 1], got {p_init}")
+            raise ConfigError(f"p_init must be in (0, 1], got {p_init}")
         self.queries, self.restarts, self.p_init = queries, restarts, p_init
 
     def _art_attack(self, classifier, batch_size: int):

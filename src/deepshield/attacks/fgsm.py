@@ -9,12 +9,25 @@ used for fast adversarial training (Wong, Rice & Kolter, ICLR 2020).
 
 from __future__ import annotations
 
-from deepshield.attacks.base import LossFn
+from typing import TYPE_CHECKING, Any
+
+from deepshield.attacks.base import SINGLE_STEP, LossFn
 from deepshield.attacks.pgd import PGD
+from deepshield.attacks.registry import register_attack
+
+if TYPE_CHECKING:
+    from deepshield.config import SweepSpec
 
 
+@register_attack("fgsm")
 class FGSM(PGD):
     """Single-step attack; a PGD with one step, α = ε and no random start by default."""
+
+    kind, rank, reference, help = SINGLE_STEP, 0, True, "single-step"
+
+    @classmethod
+    def eval_kwargs(cls, eps: float, spec: SweepSpec) -> dict[str, Any]:
+        return {}
 
     def __init__(
         self,
@@ -26,7 +39,6 @@ class FGSM(PGD):
         loss_fn: LossFn | None = None,
         eval_mode: bool = True,
         seed: int | None = None,
-        **_: object,
     ) -> None:
         super().__init__(eps=eps, alpha=alpha if alpha is not None else eps, steps=1, norm=norm,
                          random_start=random_start, restarts=1, targeted=targeted, early_stop=False,

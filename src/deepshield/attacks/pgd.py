@@ -14,14 +14,38 @@ Restarts attack only the samples that earlier restarts did not fool.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch import nn
 
-from deepshield.attacks.base import Attack, LossFn, cross_entropy_sum, flat_norm, project, random_start
+from deepshield.attacks.base import (
+    ITERATIVE,
+    Attack,
+    LossFn,
+    cross_entropy_sum,
+    flat_norm,
+    project,
+    random_start,
+)
+from deepshield.attacks.registry import register_attack
+from deepshield.errors import ConfigError
+
+if TYPE_CHECKING:
+    from deepshield.config import SweepSpec
 
 
+@register_attack("pgd")
 class PGD(Attack):
     """Projected gradient descent; see the module docstring."""
+
+    kind, rank, reference, help = ITERATIVE, 1, True, "iterative"
+
+    @classmethod
+    def eval_kwargs(cls, eps: float, spec: SweepSpec) -> dict[str, Any]:
+        # α = 2.5 ε / steps (Madry et al.): enough to cross the ball and back within the step budget.
+        return {"steps": spec.steps, "alpha": 2.5 * eps / spec.steps if eps > 0 else None,
+                "restarts": spec.restarts, "early_stop": spec.early_stop}
 
     def __init__(
         self,
@@ -39,10 +63,10 @@ class PGD(Attack):
     ) -> None:
         super().__init__(eps, norm=norm, eval_mode=eval_mode, seed=seed)
         if steps < 1 or restarts < 1:
-            raise ValueError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
+            raise ConfigError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
         self.alpha = float(alpha) if alpha is not None else self.eps / 4
         if self.alpha <= 0 and self.eps > 0:
-            raise ValueError(f"alpha must be > 0, got {self.alpha}")
+            raise ConfigError(f"alpha must be > 0, got {self.alpha}")
         self.steps = steps
         self.random_start = random_start
         self.restarts = restarts

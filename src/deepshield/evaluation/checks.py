@@ -6,10 +6,15 @@ probably overestimated (gradient masking, a broken or too weak attack) and is fl
 and on the console. The checks:
 
 - ``monotone:<attack>``: accuracy does not rise with ε (a larger ball contains the smaller one);
-- ``iterative_vs_single_step``: PGD/APGD are at least as strong as FGSM;
-- ``blackbox_vs_whitebox``: Square (gradient-free) does not beat the best gradient attack; if it does,
-  the gradients are lying (masking). Square is run on a subset when the sweep did not include it;
-- ``more_steps``: PGD with 4x the steps and more restarts does not raise accuracy;
+- ``iterative_vs_single_step``: the iterative attacks (PGD/APGD) are at least as strong as the
+  single-step one (FGSM);
+- ``blackbox_vs_whitebox``: the black-box attack (Square, gradient-free) does not beat the best
+  gradient attack; if it does, the gradients are lying (masking). The reference black-box attack is
+  run on a subset when the sweep included none;
+- ``more_steps``: the reference iterative attack (PGD) with 4x the steps and more restarts does not
+  raise accuracy;
+
+Which attack is which comes from the attack registry (each attack's ``kind``), not from names here.
 - ``huge_eps``: at ε = 64/255 (L∞) or 16 (L2) accuracy is about 0 (the image can be made anything);
 - ``nonzero_gradients``: the loss has a non-zero input gradient for (almost) every sample.
 
@@ -27,18 +32,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from deepshield.evaluation.robust import (
-    BLACK_BOX,
-    SINGLE_STEP,
-    WHITE_BOX,
-    SweepSpec,
-    attack_correct,
-    eps_label,
-    eval_mode,
-    make_attack,
-    robust_mask,
-    row_key,
-)
+from deepshield.attacks import BLACK_BOX, ITERATIVE, SINGLE_STEP, attacks_of_kind, reference_attack
+from deepshield.config import SweepSpec
+from deepshield.evaluation.formatting import eps_label, failed, row_key
+from deepshield.evaluation.results import SweepResult
+from deepshield.evaluation.robust import attack_correct, eval_mode, make_attack, robust_mask
 from deepshield.training.loops import split_batch
 
 HUGE_EPS = {"linf": 64 / 255, "l2": 16.0}
@@ -55,12 +53,12 @@ def noise_tolerance(n: int, z: float = 1.5) -> float:
 class _Subset:
     """The first ``spec.sanity_n`` samples: their labels, sweep scores, and extra attacks run on them."""
 
-    def __init__(self, model, data, spec, results, device, batch_size):
-        n = min(len(data), spec.sanity_n, results["n"])
+    def __init__(self, model, data, spec: SweepSpec, results: SweepResult, device, batch_size):
+        n = min(len(data), spec.sanity_n, results.n)
         self.model, self.spec, self.device, self.n = model, spec, device, n
         self.loader = DataLoader(Subset(data, range(n)), batch_size=batch_size, shuffle=False)
-        self.labels = np.asarray(results["samples"]["labels"][:n], dtype=int)
-        self.scores = {k: np.asarray(v[:n]) for k, v in results["samples"]["scores"].items()}
+        self.labels = np.asarray(results.samples.labels[:n], dtype=int)
+        self.scores = {k: np.asarray(v[:n]) for k, v in results.samples.scores.items()}
 
     def robust(self, key: str) -> np.ndarray:
         return robust_mask(self.labels, self.scores[key])
@@ -92,17 +90,17 @@ def _check(cid: str, name: str, passed: bool, detail: str, **extra) -> dict:
     return {"id": cid, "name": name, "passed": bool(passed), "detail": detail, **extra}
 
 
-def sanity_checks(model: nn.Module, data: Dataset, spec: SweepSpec, results: dict, device: torch.device,
-                  batch_size: int = 128) -> list[dict]:
+def sanity_checks(model: nn.Module, data: Dataset, spec: SweepSpec, results: SweepResult,
+                  device: torch.device, batch_size: int = 128) -> list[dict]:
     """Run every check that applies to ``spec`` on a ``sweep`` result; see the module docstring."""
     with eval_mode(model):
         return _run_checks(model, data, spec, results, device, batch_size)
 
 
 def _run_checks(model, data, spec, results, device, batch_size) -> list[dict]:
-    n = max(1, results["n"])
+    n = max(1, results.n)
     tol = noise_tolerance(n)
-    by = {(r["attack"], r["eps"]): r for r in results["robust"]}
+    by = {(r["attack"], r["eps"]): r for r in results.robust}
     eps_list = sorted(set(spec.eps))
     checks = []
     for name in spec.attacks:
@@ -110,8 +108,8 @@ def _run_checks(model, data, spec, results, device, batch_size) -> list[dict]:
         rises = [(e, a, b) for (_, a), (e, b) in zip(accs, accs[1:], strict=False) if b > a + tol]
         checks.append(_check(f"monotone:{name}", f"{name}: accuracy does not rise with eps", not rises,
                              " -> ".join(f"{a:.3f}" for _, a in accs) + f" (tolerance {tol:.3f})"))
-    white = [a for a in WHITE_BOX if a in spec.attacks]
-    single = [a for a in SINGLE_STEP if a in spec.attacks]
+    white = attacks_of_kind(ITERATIVE, spec.attacks)
+    single = attacks_of_kind(SINGLE_STEP, spec.attacks)
     if white and single:
         bad = [e for e in eps_list if min(by[(w, e)]["acc"] for w in white) > by[(single[0], e)]["acc"] + tol]
         checks.append(_check(
@@ -121,11 +119,11 @@ def _run_checks(model, data, spec, results, device, batch_size) -> list[dict]:
     sub = _Subset(model, data, spec, results, device, batch_size)
     checks.append(_blackbox_check(sub, spec, by, white, eps_list, tol))
     checks.append(_more_steps_check(sub, spec, white, eps_list))
-    huge = HUGE_EPS[spec.norm]
+    huge, ref = HUGE_EPS[spec.norm], reference_attack(ITERATIVE)
     steps = max(spec.steps, 20)
-    acc_huge = float(sub.run(make_attack("pgd", huge, replace(spec, early_stop=True), steps=steps)).mean())
-    checks.append(_check("huge_eps", f"pgd-{steps} at huge eps {eps_label(huge, spec.norm)} drives accuracy "
-                         "to ~0", acc_huge <= HUGE_EPS_MAX_ACC,
+    acc_huge = float(sub.run(make_attack(ref, huge, replace(spec, early_stop=True), steps=steps)).mean())
+    checks.append(_check("huge_eps", f"{ref}-{steps} at huge eps {eps_label(huge, spec.norm)} drives "
+                         "accuracy to ~0", acc_huge <= HUGE_EPS_MAX_ACC,
                          f"accuracy {acc_huge:.3f} on {sub.n} samples (must be <= {HUGE_EPS_MAX_ACC})",
                          value=acc_huge))
     frac = sub.zero_gradient_fraction()
@@ -137,48 +135,46 @@ def _run_checks(model, data, spec, results, device, batch_size) -> list[dict]:
 
 def _blackbox_check(sub: _Subset, spec: SweepSpec, by: dict, white: list[str], eps_list: list[float],
                     tol: float) -> dict:
-    """Square vs the best gradient attack, per ε in the sweep, or on the subset at the largest ε."""
-    name = "black-box (square) does not beat white-box attacks"
-    if BLACK_BOX[0] in spec.attacks and white:
+    """The black-box attack vs the best gradient attack, per ε in the sweep, or on the subset at the
+    largest ε."""
+    black = next(iter(attacks_of_kind(BLACK_BOX, spec.attacks)), None) or reference_attack(BLACK_BOX)
+    name = f"black-box ({black}) does not beat white-box attacks"
+    if black in spec.attacks and white:
         parts, bad = [], []
         for e in eps_list:
             wb = min(by[(w, e)]["acc"] for w in white)
-            bb = by[(BLACK_BOX[0], e)]["acc"]
-            parts.append(f"{eps_label(e, spec.norm)}: square {bb:.3f} vs {'/'.join(white)} {wb:.3f}")
+            bb = by[(black, e)]["acc"]
+            parts.append(f"{eps_label(e, spec.norm)}: {black} {bb:.3f} vs {'/'.join(white)} {wb:.3f}")
             if bb < wb - tol:
                 bad.append(e)
         return _check("blackbox_vs_whitebox", name, not bad, "; ".join(parts) + f" (tolerance {tol:.3f})")
-    eps = max(eps_list)
+    eps, ref = max(eps_list), reference_attack(ITERATIVE)
     white_robust = (np.logical_and.reduce([sub.robust(row_key(w, eps, spec.norm)) for w in white]) if white
-                    else sub.run(make_attack("pgd", eps, spec)))
-    square = (sub.robust(row_key(BLACK_BOX[0], eps, spec.norm)) if BLACK_BOX[0] in spec.attacks
-              else sub.run(make_attack(BLACK_BOX[0], eps, spec)))
+                    else sub.run(make_attack(ref, eps, spec)))
+    robust_black = (sub.robust(row_key(black, eps, spec.norm)) if black in spec.attacks
+                    else sub.run(make_attack(black, eps, spec)))
     sub_tol = noise_tolerance(sub.n)
-    wb, bb = float(white_robust.mean()), float(square.mean())
-    only_square = int((white_robust & ~square).sum())
+    wb, bb = float(white_robust.mean()), float(robust_black.mean())
+    only_black = int((white_robust & ~robust_black).sum())
     return _check("blackbox_vs_whitebox", name, bb >= wb - sub_tol,
-                  f"{eps_label(eps, spec.norm)} on {sub.n} samples: square {bb:.3f} vs "
-                  f"{'/'.join(white) or 'pgd'} {wb:.3f}; {only_square} samples fooled only by square "
+                  f"{eps_label(eps, spec.norm)} on {sub.n} samples: {black} {bb:.3f} vs "
+                  f"{'/'.join(white) or ref} {wb:.3f}; {only_black} samples fooled only by {black} "
                   f"({spec.square_queries} queries; tolerance {sub_tol:.3f})", value=bb)
 
 
 def _more_steps_check(sub: _Subset, spec: SweepSpec, white: list[str], eps_list: list[float]) -> dict:
-    eps = max(eps_list)
+    eps, ref = max(eps_list), reference_attack(ITERATIVE)
     steps, restarts = spec.steps * 4, max(2, spec.restarts)
-    if "pgd" in spec.attacks:
-        base = sub.robust(row_key("pgd", eps, spec.norm))
+    if ref in spec.attacks:
+        base = sub.robust(row_key(ref, eps, spec.norm))
     else:
-        base = sub.run(make_attack("pgd", eps, spec))
-    strong = sub.run(make_attack("pgd", eps, spec, steps=steps, restarts=restarts))
+        base = sub.run(make_attack(ref, eps, spec))
+    strong = sub.run(make_attack(ref, eps, spec, steps=steps, restarts=restarts))
     tol = noise_tolerance(sub.n)
     a, b = float(base.mean()), float(strong.mean())
-    return _check("more_steps", f"pgd with {steps} steps x {restarts} restarts does not raise accuracy",
+    return _check("more_steps", f"{ref} with {steps} steps x {restarts} restarts does not raise accuracy",
                   b <= a + tol, f"{eps_label(eps, spec.norm)} on {sub.n} samples: {spec.steps} steps "
                   f"{a:.3f}; {steps} steps x {restarts} restarts {b:.3f} (tolerance {tol:.3f})", value=b)
-
-
-def failed(checks: list[dict]) -> list[dict]:
-    return [c for c in checks if not c["passed"]]
 
 
 def format_checks(checks: list[dict]) -> str:

@@ -9,10 +9,13 @@ import torch
 
 from deepshield.config import EvalConfig, TrainConfig
 from deepshield.data.datasets import build_eval_dataset
+from deepshield.errors import DataError
 from deepshield.evaluation.checks import sanity_checks
+from deepshield.evaluation.formatting import eps_label
 from deepshield.evaluation.plots import plot_gallery
 from deepshield.evaluation.report import write_json, write_report
-from deepshield.evaluation.robust import SweepSpec, eps_label, sweep
+from deepshield.evaluation.results import EvalResult, GalleryImages, SweepResult
+from deepshield.evaluation.robust import sweep
 from deepshield.models import build_model
 from deepshield.models.zoo import BUNDLED, resolve_checkpoint
 from deepshield.training.checkpoint import load_checkpoint
@@ -36,12 +39,6 @@ def load_model_and_config(path: str | Path,
     return model.eval(), cfg, raw
 
 
-def spec_from_config(cfg: EvalConfig) -> SweepSpec:
-    return SweepSpec(attacks=tuple(cfg.attacks), eps=tuple(cfg.eps), norm=cfg.norm, steps=cfg.steps,
-                     restarts=cfg.restarts, seed=cfg.seed, square_queries=cfg.square_queries,
-                     early_stop=cfg.early_stop, sanity_n=cfg.sanity_n, gallery=cfg.gallery)
-
-
 def default_out(cfg: EvalConfig) -> Path:
     """Next to the checkpoint: ``eval/`` for the test set, ``eval_<catalog folder>`` for other catalogs."""
     if cfg.out:
@@ -53,42 +50,42 @@ def default_out(cfg: EvalConfig) -> Path:
     return run_dir / "eval"
 
 
-def save_gallery(results: dict, path: Path, title: str = "") -> None:
-    """Render the sweep's gallery arrays to ``path`` and record the file name in the results."""
-    arrays = results.pop("_gallery_arrays", None)
-    if arrays is not None and results.get("gallery"):
-        plot_gallery(arrays["clean"], arrays["adv"], results["gallery"], path, title=title)
-        results["gallery"]["file"] = path.name
+def save_gallery(result: SweepResult, images: GalleryImages | None, path: Path, title: str = "") -> None:
+    """Render the sweep's gallery images to ``path`` and record the file name in its gallery metadata."""
+    if images is not None and result.gallery:
+        plot_gallery(images.clean, images.adv, result.gallery, path, title=title)
+        result.gallery["file"] = path.name
 
 
-def evaluate(cfg: EvalConfig) -> dict:
+def evaluate(cfg: EvalConfig) -> EvalResult:
     """Clean + robust evaluation of one checkpoint, with sanity checks; writes results.json, report.md,
-    report.html and PNGs under ``cfg.out`` (default: next to the checkpoint). Returns the results
-    (``results["_dir"]`` is the output folder)."""
+    report.html and PNGs under ``cfg.out`` (default: next to the checkpoint; ``result.out``)."""
     start = time.perf_counter()
     device = select_device(cfg.device)
     model, train_cfg = load_model(cfg.checkpoint, device)
-    data = build_eval_dataset(cfg.dataset, image_size=train_cfg.image_size, n=cfg.n_test, seed=cfg.seed,
+    spec = cfg.sweep
+    data = build_eval_dataset(cfg.dataset, image_size=train_cfg.image_size, n=cfg.n_test, seed=spec.seed,
                               max_videos=cfg.max_videos)
     if len(data) == 0:
-        raise ValueError(f"dataset {cfg.dataset!r} is empty; check the catalog path and split")
-    spec = spec_from_config(cfg)
-    results = sweep(model, data, spec, device, batch_size=cfg.batch_size, progress=cfg.progress)
+        raise DataError(f"dataset {cfg.dataset!r} is empty; check the catalog path and split")
+    swept, images = sweep(model, data, spec, device, batch_size=cfg.batch_size, progress=cfg.progress)
+    checks = []
     if cfg.sanity:
         if cfg.progress:
-            print(f"sanity checks on {min(len(data), cfg.sanity_n)} images ...", flush=True)
-        results["checks"] = sanity_checks(model, data, spec, results, device, batch_size=cfg.batch_size)
+            print(f"sanity checks on {min(len(data), spec.sanity_n)} images ...", flush=True)
+        checks = sanity_checks(model, data, spec, swept, device, batch_size=cfg.batch_size)
     run = cfg.checkpoint if cfg.checkpoint in BUNDLED else Path(cfg.checkpoint).resolve().parent.name
-    results.update(run=run, checkpoint=str(cfg.checkpoint), dataset=cfg.dataset, model=train_cfg.backbone,
-                   device=str(device), train_config=train_cfg.to_dict(), seconds=time.perf_counter() - start,
-                   created=time.strftime("%Y-%m-%dT%H:%M:%S"))
     out = default_out(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    if results.get("gallery"):
-        g = results["gallery"]
-        title = f"{run}: {g['attack']} at ε = {eps_label(g['eps'], cfg.norm)}"
-        save_gallery(results, out / "gallery.png", title=title)
-    write_json(results, out / "results.json")
-    results["_dir"] = out
-    write_report({run: results}, out, title=f"deepshield robustness report: {run} on {cfg.dataset}")
-    return results
+    if swept.gallery:
+        g = swept.gallery
+        title = f"{run}: {g['attack']} at ε = {eps_label(g['eps'], spec.norm)}"
+        save_gallery(swept, images, out / "gallery.png", title=title)
+    result = EvalResult(sweep=swept, checks=checks, run=run, checkpoint=str(cfg.checkpoint),
+                        dataset=cfg.dataset, model=train_cfg.backbone, device=str(device),
+                        train_config=train_cfg.to_dict(),
+                        seconds=time.perf_counter() - start, created=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                        out=out)
+    write_json(result.to_json(), out / "results.json")
+    write_report({run: result}, out, title=f"deepshield robustness report: {run} on {cfg.dataset}")
+    return result

@@ -7,16 +7,8 @@ import html
 from pathlib import Path
 
 from deepshield import __version__
-from deepshield.evaluation import plots
-from deepshield.evaluation.report import (
-    SEVERITY_NOTE,
-    _attack_grid,
-    _eps,
-    _f,
-    _failed,
-    _settings,
-    method_rows,
-)
+from deepshield.evaluation.formatting import eps_label, fmt, headline_rows
+from deepshield.evaluation.tables import SEVERITY_NOTE, attack_grid, failed_runs, method_rows, settings_line
 
 CSS = """
 :root { --ok:#2e7d32; --bad:#c62828; --ink:#1f2933; --muted:#6b7785; --line:#e4e7eb; --bg:#f7f8fa; }
@@ -85,17 +77,17 @@ def _card(run: str, res: dict) -> str:
     big = [("clean acc", clean["acc"]), ("clean AUC", clean.get("auc"))]
     if clean.get("video"):
         big.append(("video AUC", clean["video"].get("mean", {}).get("auc")))
-    rows = sorted(plots.headline_rows(res), key=lambda r: r["eps"])
+    rows = sorted(headline_rows(res), key=lambda r: r["eps"])
     what = rows[0]["attack"] if rows else ""
-    chips = "".join(f'<span class="chip" style="background:{_heat(r["acc"])}">{_e(_eps(r["eps"], norm))}: '
-                    f'{_f(r["acc"])}</span>' for r in rows)
+    chips = "".join(f'<span class="chip" style="background:{_heat(r["acc"])}">'
+                    f'{_e(eps_label(r["eps"], norm))}: {fmt(r["acc"])}</span>' for r in rows)
     checks = res.get("checks", [])
     bad = [c for c in checks if not c["passed"]]
     status = (f'<div class="status bad">✗ {len(bad)} of {len(checks)} sanity checks FAILED</div>' if bad else
               f'<div class="status ok">✓ all {len(checks)} sanity checks passed</div>' if checks else "")
     return (f'<div class="card"><h3>{_e(run)}</h3><div class="meta">{_e(res.get("dataset", ""))} · '
             f'{res.get("n", clean.get("n"))} images · {_e(res.get("model", ""))}</div><div class="big">' +
-            "".join(f"<div><b>{_f(v)}</b><span>{k}</span></div>" for k, v in big) +
+            "".join(f"<div><b>{fmt(v)}</b><span>{k}</span></div>" for k, v in big) +
             f'</div><div class="chips"><span class="lab">accuracy under attack ({_e(what)})</span>'
             f"{chips}</div>"
             f"{status}</div>")
@@ -103,8 +95,8 @@ def _card(run: str, res: dict) -> str:
 
 def _grid(run: str, res: dict) -> str:
     norm = res.get("spec", {}).get("norm", "linf")
-    attacks, eps, by = _attack_grid(res)
-    head = "".join(f"<th>{_e(_eps(e, norm))}</th>" for e in eps)
+    attacks, eps, by = attack_grid(res)
+    head = "".join(f"<th>{_e(eps_label(e, norm))}</th>" for e in eps)
     body = []
     for a in attacks:
         cells = []
@@ -115,14 +107,14 @@ def _grid(run: str, res: dict) -> str:
                 continue
             s = r.get("seconds")
             extra = "" if s is None else f" · {s:.0f}s" if s >= 10 else f" · {s:.1f}s"
-            cells.append(f'<td class="cell" style="background:{_heat(r["acc"])}"><b>{_f(r["acc"])}</b>'
-                         f'<small>AUC {_f(r["auc"])}{extra}</small></td>')
+            cells.append(f'<td class="cell" style="background:{_heat(r["acc"])}"><b>{fmt(r["acc"])}</b>'
+                         f'<small>AUC {fmt(r["auc"])}{extra}</small></td>')
         name = f"<b>{_e(a)}</b>" if a == "worst-case" else _e(a)
         body.append(f'<tr><td class="l">{name}</td>{"".join(cells)}</tr>')
     clean = res["clean"]
     return (f"<h3>{_e(run)}</h3><table><tr><th class='l'>attack \\ ε</th>{head}</tr>{''.join(body)}</table>"
-            f"<p class='note'>clean: accuracy {_f(clean['acc'])}, AUC {_f(clean.get('auc'))}, "
-            f"AP {_f(clean.get('ap'))}, EER {_f(clean.get('eer'))}</p>")
+            f"<p class='note'>clean: accuracy {fmt(clean['acc'])}, AUC {fmt(clean.get('auc'))}, "
+            f"AP {fmt(clean.get('ap'))}, EER {fmt(clean.get('eer'))}</p>")
 
 
 def _methods_table(runs: dict[str, dict]) -> str:
@@ -131,9 +123,9 @@ def _methods_table(runs: dict[str, dict]) -> str:
         _, table = method_rows(res)
         for m, n, acc, auc, adv_acc, adv_auc in table:
             rows.append(f"<tr><td class='l'>{_e(run)}</td><td class='l'>{_e(m)}</td><td>{n}</td>"
-                        f"<td style='background:{_heat(acc)}'>{_f(acc)}</td><td>{_f(auc)}</td>"
-                        f"<td style='background:{_heat(adv_acc)}'>{_f(adv_acc)}</td>"
-                        f"<td>{_f(adv_auc)}</td></tr>")
+                        f"<td style='background:{_heat(acc)}'>{fmt(acc)}</td><td>{fmt(auc)}</td>"
+                        f"<td style='background:{_heat(adv_acc)}'>{fmt(adv_acc)}</td>"
+                        f"<td>{fmt(adv_auc)}</td></tr>")
     if not rows:
         return ""
     return ("<table><tr><th class='l'>model</th><th class='l'>method</th><th>faces</th><th>clean acc</th>"
@@ -151,8 +143,8 @@ def _video_table(runs: dict[str, dict]) -> str:
         levels = [("frame", c)] + [(f"video ({how})", m) for how, m in c["video"].items()]
         for level, m in levels:
             rows.append(f"<tr><td class='l'>{_e(run)}</td><td class='l'>{level}</td><td>{m['n']}</td>"
-                        f"<td>{_f(m['acc'])}</td><td>{_f(m['auc'])}</td><td>{_f(m['ap'])}</td>"
-                        f"<td>{_f(m['eer'])}</td></tr>")
+                        f"<td>{fmt(m['acc'])}</td><td>{fmt(m['auc'])}</td><td>{fmt(m['ap'])}</td>"
+                        f"<td>{fmt(m['eer'])}</td></tr>")
     if not rows:
         return ""
     return ("<h2>Frame vs video level (clean)</h2><table><tr><th class='l'>model</th>"
@@ -177,7 +169,7 @@ def _checks_table(runs: dict[str, dict]) -> str:
 
 
 def _banner(runs: dict[str, dict]) -> str:
-    bad = _failed(runs)
+    bad = failed_runs(runs)
     if bad:
         items = "".join(f"<li><b>{_e(run)}</b>: {_e(c['name'])} — {_e(c['detail'])}</li>" for run, c in bad)
         return (f'<div class="banner bad">⚠ {len(bad)} sanity check(s) FAILED. {_e(SEVERITY_NOTE)}'
@@ -216,7 +208,7 @@ def render_html(runs: dict[str, dict], figs: dict, title: str, created: str) -> 
     sections += ["<h2>Sanity checks <span class='note'>(Carlini et al. 2019, On Evaluating Adversarial "
                  "Robustness)</span></h2>", _checks_table(runs),
                  "<h2>Settings</h2><ul class='note'>" +
-                 "".join(f"<li><b>{_e(run)}</b>: {_e(_settings(res).replace('`', ''))}</li>"
+                 "".join(f"<li><b>{_e(run)}</b>: {_e(settings_line(res).replace('`', ''))}</li>"
                          for run, res in runs.items())
                  + "</ul>",
                  "<p class='note'>Robust accuracy follows the AutoAttack protocol: only faces the model "

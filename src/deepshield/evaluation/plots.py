@@ -16,6 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from deepshield.evaluation.formatting import headline_rows, norm_of, reference_eps  # noqa: E402
 from deepshield.evaluation.metrics import roc_points  # noqa: E402
 
 ATTACK_COLORS = {"fgsm": "#f28e2b", "pgd": "#4e79a7", "apgd": "#b07aa1", "square": "#59a14f",
@@ -40,33 +41,12 @@ def save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def norm_of(runs: dict[str, dict]) -> str:
-    return next(iter(runs.values())).get("spec", {}).get("norm", "linf")
-
-
 def eps_axis(eps: float, norm: str) -> float:
     return eps * 255 if norm == "linf" else eps
 
 
 def eps_axis_label(norm: str) -> str:
     return "ε (L∞, in 1/255 pixel steps)" if norm == "linf" else "ε (L2, pixel units)"
-
-
-def headline_rows(res: dict) -> list[dict]:
-    """The rows that summarize a run: worst case over attacks, or the single attack's rows."""
-    return res.get("worst_case") or res["robust"]
-
-
-def reference_eps(res: dict) -> float | None:
-    """The ε a run is summarized at: 4/255 when evaluated (L∞), else the middle ε."""
-    eps = sorted({r["eps"] for r in res["robust"]})
-    if not eps:
-        return None
-    if res.get("spec", {}).get("norm", "linf") == "linf":
-        near = [e for e in eps if abs(e * 255 - 4) < 1e-6]
-        if near:
-            return near[0]
-    return eps[len(eps) // 2]
 
 
 def plot_robust_accuracy(runs: dict[str, dict], path: Path) -> Path:

@@ -9,80 +9,36 @@ same adversarial points; with early stopping a fooled sample sits just across th
 are an upper bound of what a loss-maximizing attacker reaches. ``SweepSpec(early_stop=False)`` attacks
 every sample for all its steps instead (slower; tighter AUC under attack).
 
-    >>> results = sweep(model, dataset, SweepSpec(attacks=("pgd", "square"), eps=(4/255,)), device)
-    >>> results["robust"][0]["acc"], results["worst_case"][0]["acc"]
+    >>> result, images = sweep(model, dataset, SweepSpec(attacks=("pgd", "square"), eps=(4/255,)), device)
+    >>> result.robust[0]["acc"], result.worst_case[0]["acc"]
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
-from deepshield.attacks import Attack, build_attack
+from deepshield.attacks import ITERATIVE, Attack, attacks_of_kind, build_eval_attack
+from deepshield.config import SweepSpec
+from deepshield.evaluation.formatting import row_key
 from deepshield.evaluation.metrics import detection_metrics, sample_methods
+from deepshield.evaluation.results import GalleryImages, Samples, SweepResult
+from deepshield.progress import progress as progress_bar
 from deepshield.training.loops import split_batch
-
-WHITE_BOX = ("apgd", "pgd")  # iterative gradient attacks, strongest first
-SINGLE_STEP = ("fgsm",)
-BLACK_BOX = ("square",)
-
-
-@dataclass(frozen=True)
-class SweepSpec:
-    """What to attack with. ε in [0, 1] pixel units (L∞) or L2 pixel units; steps/restarts for PGD and
-    APGD; ``square_queries`` bounds Square's model queries per sample; ``sanity_n`` samples are used
-    by the sanity checks' extra attacks; ``gallery`` faces are kept for the report."""
-
-    attacks: tuple[str, ...] = ("fgsm", "pgd")
-    eps: tuple[float, ...] = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
-    norm: str = "linf"
-    steps: int = 10
-    restarts: int = 1
-    seed: int = 0
-    square_queries: int = 1000
-    early_stop: bool = True
-    sanity_n: int = 256
-    gallery: int = 6
-
-
-def _iterative(eps: float, spec: SweepSpec, steps: int, restarts: int) -> dict:
-    # α = 2.5 ε / steps (Madry et al.): enough to cross the ball and back within the step budget.
-    return {"steps": steps, "alpha": 2.5 * eps / steps if eps > 0 else None, "restarts": restarts,
-            "early_stop": spec.early_stop}
-
-
-# How each attack is configured for evaluation; attacks not listed get only eps, norm and seed.
-EVAL_OPTIONS: dict[str, Callable[[float, SweepSpec, int, int], dict]] = {
-    "fgsm": lambda eps, spec, steps, restarts: {},
-    "pgd": _iterative,
-    "apgd": lambda eps, spec, steps, restarts: {"steps": steps, "restarts": restarts},
-    "square": lambda eps, spec, steps, restarts: {"queries": spec.square_queries, "restarts": restarts},
-}
 
 
 def make_attack(name: str, eps: float, spec: SweepSpec, steps: int | None = None,
                 restarts: int | None = None) -> Attack:
-    """An attack from the registry configured for evaluation (early stop; PGD α = 2.5ε/steps)."""
-    options = EVAL_OPTIONS.get(name, lambda *_: {})
-    kwargs = options(eps, spec, steps or spec.steps, restarts or spec.restarts)
-    return build_attack(name, eps=eps, norm=spec.norm, seed=spec.seed, **kwargs)
-
-
-def eps_label(eps: float, norm: str) -> str:
-    """``4/255`` for L∞ budgets, ``0.5`` for L2."""
-    return f"{eps * 255:.3g}/255" if norm == "linf" else f"{eps:.3g}"
-
-
-def row_key(attack: str, eps: float, norm: str) -> str:
-    return f"{attack}@{eps_label(eps, norm)}"
+    """A registered attack configured for evaluation by ``spec`` (``steps``/``restarts`` override it)."""
+    spec = replace(spec, steps=steps or spec.steps, restarts=restarts or spec.restarts)
+    return build_eval_attack(name, eps, spec)
 
 
 @contextlib.contextmanager
@@ -167,15 +123,17 @@ class _Gallery:
 
 
 def _gallery_attack(spec: SweepSpec) -> str:
-    return next((a for a in (*WHITE_BOX, *spec.attacks) if a in spec.attacks), spec.attacks[0])
+    """The strongest iterative attack of the sweep, else its first attack."""
+    return next(iter(attacks_of_kind(ITERATIVE, spec.attacks)), spec.attacks[0])
 
 
 def sweep(model: nn.Module, data: Dataset, spec: SweepSpec, device: torch.device, batch_size: int = 128,
-          progress: bool = False) -> dict:
+          progress: bool = False) -> tuple[SweepResult, GalleryImages | None]:
     """Clean metrics, one row per (attack, ε) and per-ε worst-case rows, per-sample scores, a gallery.
 
     One pass over ``data``; items are (x, y) or (x, y, video_id). ``data.video_methods`` (video id ->
-    method), when present, adds per-method metrics. The model is left in the mode it came in.
+    method), when present, adds per-method metrics. The model is left in the mode it came in. Returns
+    the result and, apart (they are not part of results.json), the gallery's clean and attacked images.
     """
     loader = DataLoader(data, batch_size=batch_size, shuffle=False)
     eps_list = sorted(set(spec.eps))
@@ -190,7 +148,7 @@ def sweep(model: nn.Module, data: Dataset, spec: SweepSpec, device: torch.device
     has_vids, seen = True, 0
     start = time.perf_counter()
     with eval_mode(model):
-        for batch in tqdm(loader, desc="robust eval", leave=False, disable=not progress):
+        for batch in progress_bar(loader, desc="robust eval", leave=False, enabled=progress):
             x, y, v = split_batch(batch)
             x, y = x.to(device), y.to(device)
             p_clean = fake_probs(model, x)
@@ -214,7 +172,7 @@ def sweep(model: nn.Module, data: Dataset, spec: SweepSpec, device: torch.device
 
 
 def _assemble(data, spec, keys, clean, labels, vids, adv, seconds, attacked, gallery, gallery_key,
-              total_s) -> dict:
+              total_s) -> tuple[SweepResult, GalleryImages | None]:
     def cat(parts: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0)
 
@@ -222,40 +180,33 @@ def _assemble(data, spec, keys, clean, labels, vids, adv, seconds, attacked, gal
     methods = sample_methods(labels, vids, getattr(data, "video_methods", None))
     clean = cat(clean)
 
-    def metrics(p: np.ndarray) -> dict:
-        return detection_metrics(labels, p, vids, methods)
+    def row(attack: str, eps: float, key: str) -> dict:
+        return {"attack": attack, "eps": eps, "eps_255": round(eps * 255, 3), "norm": spec.norm, "key": key,
+                **detection_metrics(labels, scores[key], vids, methods)}
 
     scores = {"clean": clean}
     rows = []
     for attack, eps in keys:
         key = row_key(attack, eps, spec.norm)
         scores[key] = cat(adv[(attack, eps)])
-        rows.append({"attack": attack, "eps": eps, "eps_255": round(eps * 255, 3), "norm": spec.norm,
-                     "key": key, **metrics(scores[key]), "seconds": seconds[(attack, eps)],
+        rows.append({**row(attack, eps, key), "seconds": seconds[(attack, eps)],
                      "attacked": attacked[(attack, eps)]})
     worst = []
     if len(spec.attacks) > 1:
         for eps in sorted({e for _, e in keys}):
             key = row_key("worst-case", eps, spec.norm)
             scores[key] = worst_case(labels, [scores[row_key(a, eps, spec.norm)] for a in spec.attacks])
-            worst.append({"attack": "worst-case", "eps": eps, "eps_255": round(eps * 255, 3),
-                          "norm": spec.norm, "key": key, **metrics(scores[key]),
-                          "attacks": list(spec.attacks)})
-    spec_dict = asdict(spec)
-    spec_dict.update(attacks=list(spec.attacks), eps=list(spec.eps))
-    results = {
-        "clean": metrics(clean), "robust": rows, "worst_case": worst, "spec": spec_dict,
-        "n": int(len(labels)), "seconds": total_s,
-        "samples": {"labels": labels.tolist(), "video_ids": vids, "methods": methods,
-                    "scores": {k: v.tolist() for k, v in scores.items()}},
-    }
-    items = gallery.items
-    if items and gallery_key is not None:
-        results["gallery"] = {
-            "attack": gallery_key[0], "eps": gallery_key[1], "norm": spec.norm,
-            "items": [{"index": i, "label": lab, "p_clean": pc, "p_adv": pa}
-                      for i, lab, pc, pa, *_ in items],
-        }
-        results["_gallery_arrays"] = {"clean": np.stack([it[4] for it in items]),
-                                      "adv": np.stack([it[5] for it in items])}
-    return results
+            worst.append({**row("worst-case", eps, key), "attacks": list(spec.attacks)})
+    items = gallery.items if gallery_key is not None else []
+    meta, images = None, None
+    if items:
+        meta = {"attack": gallery_key[0], "eps": gallery_key[1], "norm": spec.norm,
+                "items": [{"index": i, "label": lab, "p_clean": pc, "p_adv": pa}
+                          for i, lab, pc, pa, *_ in items]}
+        images = GalleryImages(clean=np.stack([it[4] for it in items]),
+                               adv=np.stack([it[5] for it in items]))
+    samples = Samples(labels=labels.tolist(), video_ids=vids, methods=methods,
+                      scores={k: v.tolist() for k, v in scores.items()})
+    result = SweepResult(clean=detection_metrics(labels, clean, vids, methods), robust=rows, worst_case=worst,
+                         spec=spec, n=int(len(labels)), seconds=total_s, samples=samples, gallery=meta)
+    return result, images

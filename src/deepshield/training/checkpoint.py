@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -10,32 +9,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepshield.errors import DataError
+from deepshield.io import atomic_write
+
 FORMAT = "deepshield-checkpoint-v1"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DataError):
     """A file that is missing or is not a deepshield checkpoint."""
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temp file, fsync, then ``os.replace``: a crash never leaves a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp), fsync=True)
 
 
 def rng_state() -> dict[str, Any]:

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from types import TracebackType
 
-from tqdm.auto import tqdm
+from deepshield.io import write_text_atomic
+from deepshield.progress import write
 
 
 class RunLogger:
@@ -30,13 +31,11 @@ class RunLogger:
         if epochs_done > 0 and self.path.exists():
             kept = [ln for ln in self.path.read_text().splitlines()
                     if ln.strip() and json.loads(ln).get("epoch", 0) <= epochs_done]
-        tmp = self.path.with_name(".metrics.jsonl.tmp")
-        tmp.write_text("".join(ln + "\n" for ln in kept))
-        tmp.replace(self.path)
+        write_text_atomic(self.path, "".join(ln + "\n" for ln in kept))
 
     def info(self, message: str) -> None:
         if self.enabled:
-            tqdm.write(message)
+            write(message)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         if not self.enabled:

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from deepshield.attacks import Attack
+from deepshield.progress import progress as progress_bar
 from deepshield.training.objectives import Objective
 
 
@@ -64,7 +64,7 @@ def train_epoch(
     """One pass over ``loader`` minimizing ``objective``; returns mean loss, accuracy and throughput."""
     model.train()
     total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress)
+    bar = progress_bar(loader, desc=desc, leave=False, enabled=progress)
     for batch in bar:
         x, y, _ = split_batch(batch)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -118,7 +118,7 @@ def predict(
     model.eval()
     probs, labels, vids = [], [], []
     has_vids = True
-    for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
+    for batch in progress_bar(loader, desc=desc, leave=False, enabled=progress):
         x, y, v = split_batch(batch)
         x, y = x.to(device), y.to(device)
         if attack is not None:

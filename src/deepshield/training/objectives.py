@@ -1,7 +1,11 @@
 """Training objectives: ``build_objective(name, eps=..., ...)`` -> ``objective(model, x, y) -> Output``.
 
 The trainer does not know which objective it runs. Each objective returns the loss to minimize and
-the logits its accuracy is measured on (adversarial logits for adversarial objectives).
+the logits its accuracy is measured on (adversarial logits for adversarial objectives). Objectives
+register themselves with ``@register_objective(name, validate_with=ATTACK)``: ``validate_with`` is
+the registered attack the trainer measures validation robustness with (None: a standard objective,
+ranked by clean AUC). Their settings come in one :class:`AdvParams`, so a misspelt setting is an
+error, not silently ignored. Adding an objective is one decorated function.
 
 - ``none``    standard cross-entropy.
 - ``pgd``     PGD-AT (Madry et al., ICLR 2018): cross-entropy on L∞ PGD examples (random start).
@@ -17,13 +21,15 @@ attacks run on the plain module inside DDP so they trigger no gradient synchroni
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepshield.attacks import FGSM, PGD
+from deepshield.attacks import ATTACKS, FGSM, PGD
+from deepshield.errors import ConfigError, unknown_name
 from deepshield.training.distributed import unwrap
 
 
@@ -35,7 +41,53 @@ class Output(NamedTuple):
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor], Output]
 
 
-def standard(**_: object) -> Objective:
+@dataclass(frozen=True)
+class AdvParams:
+    """An objective's settings: ε, α in [0, 1] pixel units (α None: ε/4), attack steps, TRADES/MART β."""
+
+    eps: float = 4 / 255
+    alpha: float | None = None
+    steps: int = 7
+    beta: float = 6.0
+
+    @property
+    def step_size(self) -> float:
+        return self.alpha if self.alpha is not None else self.eps / 4
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """A registered objective: its factory and the attack (by name) that validates it, if adversarial."""
+
+    name: str
+    build: Callable[[AdvParams], Objective]
+    validate_with: str | None = None
+    help: str = ""
+
+    @property
+    def adversarial(self) -> bool:
+        return self.validate_with is not None
+
+
+OBJECTIVES: dict[str, ObjectiveSpec] = {}
+
+
+def register_objective(name: str, validate_with: str | None = None, help: str = ""):
+    """Function decorator: register ``factory(params: AdvParams) -> Objective`` under ``name``."""
+
+    def register(factory: Callable[[AdvParams], Objective]) -> Callable[[AdvParams], Objective]:
+        if name in OBJECTIVES and OBJECTIVES[name].build is not factory:
+            raise ValueError(f"objective name {name!r} is already registered")
+        if validate_with is not None and validate_with not in ATTACKS:
+            raise ValueError(f"objective {name!r}: validate_with {validate_with!r} is not an attack")
+        OBJECTIVES[name] = ObjectiveSpec(name, factory, validate_with, help)
+        return factory
+
+    return register
+
+
+@register_objective("none", help="standard cross-entropy")
+def standard(p: AdvParams) -> Objective:
     def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Output:
         logits = model(x)
         return Output(F.cross_entropy(logits.float(), y), logits)
@@ -43,8 +95,9 @@ def standard(**_: object) -> Objective:
     return objective
 
 
-def pgd_at(eps: float, alpha: float, steps: int, **_: object) -> Objective:
-    attack = PGD(eps=eps, alpha=alpha, steps=steps, random_start=True, eval_mode=True)
+@register_objective("pgd", validate_with="pgd", help="PGD-AT (Madry et al.)")
+def pgd_at(p: AdvParams) -> Objective:
+    attack = PGD(eps=p.eps, alpha=p.step_size, steps=p.steps, random_start=True, eval_mode=True)
 
     def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Output:
         logits = model(attack(unwrap(model), x, y))
@@ -53,9 +106,10 @@ def pgd_at(eps: float, alpha: float, steps: int, **_: object) -> Objective:
     return objective
 
 
-def fgsm_rs(eps: float, alpha: float | None = None, **_: object) -> Objective:
+@register_objective("fgsm-rs", validate_with="pgd", help="fast AT: FGSM from a random start")
+def fgsm_rs(p: AdvParams) -> Objective:
     # The paper's α = 1.25ε; a user-given α (meant for PGD) is ignored on purpose.
-    attack = FGSM(eps=eps, alpha=1.25 * eps, random_start=True, eval_mode=False)
+    attack = FGSM(eps=p.eps, alpha=1.25 * p.eps, random_start=True, eval_mode=False)
 
     def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Output:
         logits = model(attack(unwrap(model), x, y))
@@ -90,8 +144,11 @@ def mart_loss(logits_clean: torch.Tensor, logits_adv: torch.Tensor, y: torch.Ten
     return bce + beta * (kl * (1.0000001 - p_true)).mean()
 
 
-def trades(eps: float, alpha: float, steps: int, beta: float = 6.0, **_: object) -> Objective:
-    attack = PGD(eps=eps, alpha=alpha, steps=steps, random_start=True, loss_fn=kl_to_clean, eval_mode=True)
+@register_objective("trades", validate_with="pgd", help="TRADES (Zhang et al.)")
+def trades(p: AdvParams) -> Objective:
+    attack = PGD(eps=p.eps, alpha=p.step_size, steps=p.steps, random_start=True, loss_fn=kl_to_clean,
+                 eval_mode=True)
+    beta = p.beta
 
     def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Output:
         plain = unwrap(model)
@@ -108,8 +165,10 @@ def trades(eps: float, alpha: float, steps: int, beta: float = 6.0, **_: object)
     return objective
 
 
-def mart(eps: float, alpha: float, steps: int, beta: float = 6.0, **_: object) -> Objective:
-    attack = PGD(eps=eps, alpha=alpha, steps=steps, random_start=True, eval_mode=True)
+@register_objective("mart", validate_with="pgd", help="MART (Wang et al.)")
+def mart(p: AdvParams) -> Objective:
+    attack = PGD(eps=p.eps, alpha=p.step_size, steps=p.steps, random_start=True, eval_mode=True)
+    beta = p.beta
 
     def objective(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Output:
         x_adv = attack(unwrap(model), x, y)
@@ -119,13 +178,13 @@ def mart(eps: float, alpha: float, steps: int, beta: float = 6.0, **_: object) -
     return objective
 
 
-OBJECTIVES: dict[str, Callable[..., Objective]] = {
-    "none": standard, "pgd": pgd_at, "fgsm-rs": fgsm_rs, "trades": trades, "mart": mart,
-}
-
-
-def build_objective(name: str, **kwargs: object) -> Objective:
-    """Build a registered objective; kwargs: eps, alpha, steps, beta (ignored where unused)."""
+def build_objective(name: str, **settings: object) -> Objective:
+    """Build a registered objective; settings are :class:`AdvParams` fields (eps, alpha, steps, beta)."""
     if name not in OBJECTIVES:
-        raise ValueError(f"unknown adversarial training method {name!r}; choose from {sorted(OBJECTIVES)}")
-    return OBJECTIVES[name](**kwargs)
+        raise unknown_name("adversarial training method", name, OBJECTIVES)
+    known = {f.name for f in fields(AdvParams)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"objective {name!r}: unknown setting(s) {', '.join(unknown)}; "
+                          f"valid: {', '.join(sorted(known))}")
+    return OBJECTIVES[name].build(AdvParams(**settings))  # type: ignore[arg-type]

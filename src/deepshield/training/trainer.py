@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,9 +18,11 @@ from sklearn.metrics import roc_auc_score
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
 
-from deepshield.attacks import PGD
-from deepshield.config import TrainConfig
+from deepshield.attacks import build_eval_attack
+from deepshield.config import SweepSpec, TrainConfig
 from deepshield.data.datasets import build_datasets, catalog_preprocess_settings
+from deepshield.errors import unknown_name
+from deepshield.io import write_text_atomic
 from deepshield.models import build_model, count_parameters
 from deepshield.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from deepshield.training.distributed import (
@@ -35,7 +36,7 @@ from deepshield.training.distributed import (
 )
 from deepshield.training.logging import RunLogger
 from deepshield.training.loops import predict, seed_everything, select_device, train_epoch
-from deepshield.training.objectives import build_objective
+from deepshield.training.objectives import OBJECTIVES, build_objective
 from deepshield.training.optim import build_optimizer, build_unfreeze_schedule
 from deepshield.training.precision import build_precision
 
@@ -101,14 +102,18 @@ def _auc(labels: np.ndarray, probs: np.ndarray) -> float:
 
 
 def validate(model, ds: Dataset, cfg: TrainConfig, device, info: DistInfo, autocast) -> dict[str, float]:
-    """Clean accuracy/AUC and, when training adversarially, PGD accuracy at the target ε (all ranks)."""
+    """Clean accuracy/AUC and, for an adversarial objective, accuracy under the attack that validates it
+    (``val_pgd_acc``; PGD for every built-in objective) at the target ε (all ranks)."""
     loader = make_loader(ds, cfg, None, info)
     indices = np.array(list(loader.sampler) if info.enabled else range(len(ds)))
     clean = predict(model, loader, device, autocast=autocast)
     probs, labels = gather_arrays(indices, clean.probs, clean.labels, info=info)
     metrics = {"val_acc": float(((probs >= 0.5) == labels).mean()), "val_auc": _auc(labels, probs)}
-    if cfg.adv != "none":
-        attack = PGD(eps=cfg.eps, alpha=cfg.eps / 4, steps=cfg.val_attack_steps, seed=cfg.seed)
+    validate_with = OBJECTIVES[cfg.adv].validate_with
+    if validate_with is not None:
+        # Evaluation's configuration of the attack (PGD: α = 2.5ε/steps), attacking every sample.
+        spec = SweepSpec(steps=cfg.val_attack_steps, seed=cfg.seed, early_stop=False)
+        attack = build_eval_attack(validate_with, cfg.eps, spec)
         adv = predict(model, loader, device, attack=attack, autocast=autocast)
         (adv_probs,) = gather_arrays(indices, adv.probs, info=info)
         metrics["val_pgd_acc"] = float(((adv_probs >= 0.5) == labels).mean())
@@ -132,6 +137,8 @@ def overfitting_warning(history: list[dict[str, float]]) -> str | None:
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Run ``deepshield train``; writes config.json, metrics.jsonl, last.pt and best.pt under ``cfg.out``."""
+    if cfg.adv not in OBJECTIVES:
+        raise unknown_name("adversarial training method", cfg.adv, OBJECTIVES)
     if cfg.smoke:
         cfg = smoke_config(cfg)
     out = Path(cfg.out)
@@ -146,7 +153,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     precision = build_precision(cfg, device)
     steps_per_epoch = len(make_loader(train_ds, cfg, 0, info))
     scheduler = cosine_with_warmup(optimizer, cfg.epochs * steps_per_epoch, warmup=steps_per_epoch // 2)
-    best_metric = cfg.best_metric or ("val_robust_score" if cfg.adv != "none" else "val_auc")
+    best_metric = cfg.best_metric or ("val_robust_score" if OBJECTIVES[cfg.adv].adversarial else "val_auc")
     start_epoch, best, metrics = 0, -math.inf, {}
     last_path, best_path = out / "last.pt", out / "best.pt"
     if cfg.resume and last_path.exists():
@@ -161,9 +168,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     run_config = run_config_dict(cfg)
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        tmp = out / ".config.json.tmp"
-        tmp.write_text(json.dumps(run_config, indent=2))
-        os.replace(tmp, out / "config.json")
+        write_text_atomic(out / "config.json", json.dumps(run_config, indent=2))
     unfreeze(start_epoch)  # before DDP wraps the model: DDP syncs the parameters that train when built
     wrap = (lambda m: DistributedDataParallel(m)) if info.enabled else (lambda m: m)
     net = wrap(model)

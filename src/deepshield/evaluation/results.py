@@ -1,0 +1,123 @@
+"""Typed results of a robust evaluation; ``to_json``/``from_json`` define the results.json schema.
+
+    >>> result, images = sweep(model, data, spec, device)      # SweepResult, GalleryImages | None
+    >>> result.robust[0]["acc"], result.worst_case[0]["acc"]
+    >>> evaluated = evaluate(cfg)                               # EvalResult
+    >>> evaluated.out / "report.html", evaluated.to_json()["clean"]["auc"]
+
+Rows stay plain dicts (``attack``, ``eps``, ``acc``, ``auc`` ... as the report tables read them); the
+report reads results.json files, so what a run writes and what ``deepshield report`` reads are the
+same ``to_json()`` dict. Gallery images are not part of it: they travel apart (``GalleryImages``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepshield.config import SweepSpec
+from deepshield.errors import DataError
+
+
+@dataclass
+class Samples:
+    """Per-sample labels, video ids, methods and P(fake) scores (``clean`` and one per row key)."""
+
+    labels: list[int]
+    video_ids: list[str] | None
+    methods: list[str] | None
+    scores: dict[str, list[float]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"labels": self.labels, "video_ids": self.video_ids, "methods": self.methods,
+                "scores": self.scores}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Samples:
+        return cls(labels=list(d.get("labels", [])), video_ids=d.get("video_ids"), methods=d.get("methods"),
+                   scores=dict(d.get("scores", {})))
+
+
+@dataclass(frozen=True)
+class GalleryImages:
+    """The gallery's clean and attacked images, [K, C, H, W] float arrays in [0, 1]."""
+
+    clean: np.ndarray
+    adv: np.ndarray
+
+
+@dataclass
+class SweepResult:
+    """What :func:`deepshield.evaluation.robust.sweep` measured: clean metrics, one row per (attack, ε),
+    per-ε worst-case rows, per-sample scores, and the gallery's metadata (``file`` once rendered)."""
+
+    clean: dict[str, Any]
+    robust: list[dict[str, Any]]
+    worst_case: list[dict[str, Any]]
+    spec: SweepSpec
+    n: int
+    seconds: float
+    samples: Samples
+    gallery: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        d = {"clean": self.clean, "robust": self.robust, "worst_case": self.worst_case,
+             "spec": self.spec.to_dict(), "n": self.n, "seconds": self.seconds,
+             "samples": self.samples.to_json()}
+        if self.gallery is not None:
+            d["gallery"] = self.gallery
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], source: str = "results.json") -> SweepResult:
+        """Parse the sweep part of a results.json dict; ``DataError`` naming ``source`` if it is not one."""
+        if not isinstance(d, dict) or "clean" not in d or "robust" not in d:
+            raise DataError(f"{source} is not a 'deepshield evaluate' results.json (no clean/robust keys)")
+        return cls(clean=d["clean"], robust=list(d["robust"]), worst_case=list(d.get("worst_case", [])),
+                   spec=SweepSpec.from_dict(d.get("spec", {})), n=int(d.get("n", d["clean"].get("n", 0))),
+                   seconds=float(d.get("sweep_seconds", d.get("seconds", 0.0)) or 0.0),
+                   samples=Samples.from_json(d.get("samples", {})), gallery=d.get("gallery"))
+
+
+@dataclass
+class EvalResult:
+    """One evaluated checkpoint: the sweep, its sanity checks, and where and how it ran. ``out`` is
+    the folder holding results.json and the report (not saved in the JSON)."""
+
+    sweep: SweepResult
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    run: str = ""
+    checkpoint: str = ""
+    dataset: str = ""
+    model: str = ""
+    device: str = ""
+    train_config: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    created: str = ""
+    out: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The results.json dict (sweep fields at the top level, ``seconds`` = the whole evaluation)."""
+        return {**self.sweep.to_json(), "sweep_seconds": self.sweep.seconds, "checks": self.checks,
+                "run": self.run, "checkpoint": self.checkpoint, "dataset": self.dataset, "model": self.model,
+                "device": self.device, "train_config": self.train_config, "seconds": self.seconds,
+                "created": self.created}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], source: str = "results.json",
+                  out: Path | None = None) -> EvalResult:
+        return cls(sweep=SweepResult.from_json(d, source), checks=list(d.get("checks", [])),
+                   run=str(d.get("run", "")), checkpoint=str(d.get("checkpoint", "")),
+                   dataset=str(d.get("dataset", "")), model=str(d.get("model", "")),
+                   device=str(d.get("device", "")), train_config=dict(d.get("train_config", {})),
+                   seconds=float(d.get("seconds", 0.0) or 0.0), created=str(d.get("created", "")), out=out)
+
+    @property
+    def failed_checks(self) -> list[dict[str, Any]]:
+        return [c for c in self.checks if not c["passed"]]
+
+
+__all__ = ["EvalResult", "GalleryImages", "Samples", "SweepResult"]

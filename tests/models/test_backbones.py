@@ -86,7 +86,7 @@ def test_mismatched_head_is_replaced_and_reported(tmp_path, caplog):
     source = timm.create_model("resnet18", num_classes=1000)
     path = tmp_path / "r18.pth"
     torch.save(source.state_dict(), path)
-    with caplog.at_level(logging.INFO, logger="deepshield.models.backbones"):
+    with caplog.at_level(logging.INFO, logger="deepshield.models"):
         model = build_model("resnet18", num_classes=2, pretrained=str(path))
     report = model.pretrained_report
     assert not report.head_loaded and report.loaded == report.total - 2
@@ -103,7 +103,7 @@ def test_missing_and_unexpected_keys_are_warned(tmp_path, caplog):
     sd["extra.weight"] = torch.zeros(3)
     path = tmp_path / "partial.pth"
     torch.save(sd, path)
-    with caplog.at_level(logging.WARNING, logger="deepshield.models.backbones"):
+    with caplog.at_level(logging.WARNING, logger="deepshield.models"):
         report = load_pretrained(build_model("resnet18"), path)
     assert report.missing == ["layer4.1.bn2.running_var"] and report.unexpected == ["extra.weight"]
     assert "1 missing (e.g. layer4.1.bn2.running_var)" in caplog.text and "1 unexpected" in caplog.text

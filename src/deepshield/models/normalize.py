@@ -1,4 +1,7 @@
-"""Input normalization as a layer, so models take pixels in [0, 1] (attacks work in pixel space)."""
+"""Pixel-space models: normalization as a layer, and :class:`Backbone` = ``net(normalize(x))``.
+
+Models take pixels in [0, 1] and normalize inside, so attacks and datasets never see mean/std.
+"""
 
 from __future__ import annotations
 
@@ -21,3 +24,16 @@ class Normalize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
+
+
+class Backbone(nn.Module):
+    """``net(normalize(x))``: x in [0, 1], shape [N, 3, H, W] -> logits [N, num_classes]."""
+
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], name: str) -> None:
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.net = net
+        self.arch = name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.normalize(x))

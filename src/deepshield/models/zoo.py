@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deepshield.errors import MissingFileError
+
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 BUNDLED = {"default": WEIGHTS_DIR / "default.pt"}
 
@@ -21,8 +23,8 @@ def resolve_checkpoint(name: str | Path | None) -> Path:
     if key in BUNDLED:
         path = BUNDLED[key]
         if not path.is_file():
-            raise FileNotFoundError(f"the bundled {key} model is missing ({path}); reinstall deepshield "
-                                    "(pip install -e .) or pass --checkpoint runs/<run>/best.pt")
+            raise MissingFileError(f"the bundled {key} model is missing ({path}); reinstall deepshield "
+                                   "(pip install -e .) or pass --checkpoint runs/<run>/best.pt")
         return path
     return Path(key)
 

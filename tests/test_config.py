@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from deepshield.cli import AUGMENT_NAMES, main, parse_args
+from deepshield.cli import main, parse_args
 from deepshield.config import RecipeError, TrainConfig, load_recipe, parse_fraction
 from deepshield.data.transforms import AUGMENTS
 
@@ -44,12 +44,30 @@ def test_bad_recipe_is_one_line_exit_2(tmp_path, capsys, text, message):
         load_recipe(tmp_path / "missing.yaml")
 
 
+def test_sweep_spec_refuses_linf_eps_above_one_but_not_l2():
+    from deepshield.config import SweepSpec
+    from deepshield.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="did you mean 2/255"):
+        SweepSpec(eps=(2.0,))
+    assert SweepSpec(eps=(2.0,), norm="l2").eps == (2.0,)
+    with pytest.raises(ConfigError, match="at least one budget"):
+        SweepSpec(eps=())
+
+
+def test_config_from_mapping_fills_nested_configs_and_round_trips():
+    from deepshield.config import EvalConfig, SweepSpec, config_fields, config_from_mapping
+
+    cfg = config_from_mapping(EvalConfig, {"checkpoint": "b.pt", "eps": [2 / 255], "steps": 20, "seed": 3,
+                                           "batch_size": 16, "unrelated": 1})
+    assert cfg.sweep == SweepSpec(eps=(2 / 255,), steps=20, seed=3) and cfg.batch_size == 16
+    assert {"steps", "eps", "checkpoint", "batch_size"} <= config_fields(EvalConfig)
+    assert "sweep" not in config_fields(EvalConfig)
+    assert SweepSpec.from_dict(cfg.sweep.to_dict()) == cfg.sweep
+
+
 def test_parse_fraction():
     assert parse_fraction("1.25/255") == pytest.approx(1.25 / 255)
     assert parse_fraction("0.5") == 0.5
     with pytest.raises(ValueError):
         parse_fraction("1/x")
-
-
-def test_cli_augment_choices_match_the_registry():
-    assert set(AUGMENT_NAMES) == set(AUGMENTS)

@@ -10,13 +10,15 @@ from deepshield.data.catalog import (
     CatalogError,
     CatalogRow,
     ErrorRow,
-    atomic_write,
+    group_key,
     merge_catalogs,
     read_catalog,
     read_errors,
+    video_key,
     write_catalog,
     write_errors,
 )
+from deepshield.errors import DataError
 
 
 def _row(video: str = "real/a", frame: int = 0, **changes) -> CatalogRow:
@@ -113,18 +115,30 @@ def test_header_cells_duplicates_and_files(tmp_path: Path):
         read_catalog(tmp_path / "nope.csv")
 
 
-def test_atomic_write_keeps_the_old_file_on_failure(tmp_path: Path):
+def test_write_catalog_keeps_the_old_file_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     target = tmp_path / "catalog.csv"
     target.write_text("old")
+    real_write_text = Path.write_text
 
-    def broken(tmp: Path) -> None:
-        tmp.write_text("half")
+    def broken(self: Path, text: str, *args, **kwargs) -> int:
+        real_write_text(self, text[: len(text) // 2], *args, **kwargs)
         raise OSError("disk full")
 
+    monkeypatch.setattr(Path, "write_text", broken)
     with pytest.raises(OSError, match="disk full"):
-        atomic_write(target, broken)
+        write_catalog(target, [_row("real/a", 0)])
+    monkeypatch.undo()
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["catalog.csv"]  # no temp file left behind
+
+
+def test_one_video_key_for_rows_and_groups():
+    row = _row("real/a", 3)
+    assert row.video_key == video_key("folder", "real/a") == "folder/real/a"
+    assert row.group_key == group_key("folder", "real/a", "real/a") == "folder/real/a"
+    fake = _row("fake/b", 0, label=1, source_video="real/a")
+    assert fake.group_key == row.group_key and fake.video_key == "folder/fake/b"
+    assert _row("fake/c", 0, source_video="").group_key == "folder/fake/c"  # unknown source: itself
 
 
 def test_merge_rewrites_paths_and_joins_errors(tmp_path: Path):
@@ -157,8 +171,9 @@ def test_merge_refuses_a_video_in_two_parts(tmp_path: Path):
     two = _part(tmp_path / "two", [_row("real/a", 25)])
     with pytest.raises(
         CatalogError, match=r"video folder/real/a is in both .*one/catalog.csv and .*two/catalog.csv"
-    ):
+    ) as err:
         merge_catalogs(tmp_path / "out", [one, two])
+    assert isinstance(err.value, DataError)  # a user-facing error: one line, exit 2
     with pytest.raises(CatalogError, match="must hold a preprocess catalog.csv"):
         merge_catalogs(tmp_path / "out", [one, tmp_path / "missing"])
     assert not (tmp_path / "out" / "catalog.csv").exists()

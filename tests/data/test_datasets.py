@@ -25,9 +25,9 @@ from deepshield.data.datasets import (
     parse_catalog_arg,
     read_crop,
     subset_videos,
-    video_key,
 )
 from deepshield.data.synthetic import SyntheticDeepfakeDataset
+from deepshield.errors import DataError, MissingFileError
 
 # (video_id, label, method, compression, split, frames)
 VIDEOS = [
@@ -88,7 +88,7 @@ def test_filters(tiny):
                                        "ffpp/Deepfakes/c23/001_009"}
     assert FaceCatalogDataset(tiny, split="val").video_labels == {"ffpp/original/c40/003": 0,
                                                                   "ffpp/Deepfakes/c40/003_007": 1}
-    with pytest.raises(ValueError, match="no rows match"):
+    with pytest.raises(DataError, match="no rows match"):
         FaceCatalogDataset(tiny, datasets="celebdf")
 
 
@@ -164,7 +164,7 @@ def test_holdout_without_splits_keeps_videos_and_sources_together(tmp_path):
 
     assert not sources(train) & sources(val)
     assert holdout_videos(rows, seed=0) == val_videos  # seeded
-    assert all(len({video_key(r) for r in rows} & holdout_videos(rows, seed=s)) >= 2 for s in range(5))
+    assert all(len({r.video_key for r in rows} & holdout_videos(rows, seed=s)) >= 2 for s in range(5))
 
 
 def test_test_split_rows_never_reach_training(tmp_path):
@@ -193,7 +193,7 @@ def test_eval_dataset_is_the_split_unaugmented_with_all_frames(tiny):
 def test_missing_crop_names_the_file(tiny):
     ds = FaceCatalogDataset(tiny, split="test")
     ds.paths[ds.index[0]].unlink()
-    with pytest.raises(FileNotFoundError, match="rerun deepshield preprocess"):
+    with pytest.raises(MissingFileError, match="rerun deepshield preprocess"):  # a FileNotFoundError
         ds[0]
 
 

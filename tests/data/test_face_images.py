@@ -11,14 +11,9 @@ from PIL import Image
 
 from deepshield.cli import main
 from deepshield.data.catalog import read_catalog, read_errors
-from deepshield.data.layouts import (
-    LayoutError,
-    assign_split,
-    group_of,
-    parse_split_ratios,
-    scan_layout,
-)
+from deepshield.data.layouts import LayoutError, scan_layout
 from deepshield.data.preprocess import PreprocessConfig, run_preprocess
+from deepshield.data.splits import assign_split, parse_split_ratios
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -39,7 +34,7 @@ def test_metadata_groups_a_fake_with_its_real_video(dev_dfdc, dfdc_pairs_csv):
         assert r.dataset == "dfdc_faces" and r.path.is_file()
         if r.label == 1:
             assert by_id[r.source_video].label == 0  # the fake's group is its real video
-            assert group_of(r) == group_of(by_id[r.source_video])
+            assert r.group_key == by_id[r.source_video].group_key
 
 
 def test_splits_are_deterministic_and_never_split_a_group(dev_dfdc, dfdc_pairs_csv):
@@ -48,7 +43,7 @@ def test_splits_are_deterministic_and_never_split_a_group(dev_dfdc, dfdc_pairs_c
     assert first == [assign_split(r, (0.5, 0.25, 0.25)).split for r in records]
     split_of_group: dict[str, set[str]] = {}
     for r, split in zip(records, first, strict=True):
-        split_of_group.setdefault(group_of(r), set()).add(split)
+        split_of_group.setdefault(r.group_key, set()).add(split)
     assert all(len(s) == 1 for s in split_of_group.values())
     assert {assign_split(r, (1, 0, 0)).split for r in records} == {"train"}
     assert parse_split_ratios("8,1,1") == pytest.approx((0.8, 0.1, 0.1))

@@ -19,6 +19,7 @@ from deepshield.data.faces import (
     square_box,
 )
 from deepshield.data.video import read_frames
+from deepshield.errors import ConfigError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -51,7 +52,7 @@ def test_square_larger_than_the_image_is_reduced_to_it():
     assert fit_ratio((40, 40, 60, 60), 100, 100, margin=1.3) == 1.0
     crop = crop_face(image, box, size=100, margin=1.3)
     assert np.array_equal(crop, image)  # the whole photo, no padding
-    with pytest.raises(ValueError, match="margin"):
+    with pytest.raises(ConfigError, match="margin"):  # a ValueError, and a DeepshieldError for the CLI
         CropGeometry(margin=0)
 
 
@@ -78,13 +79,13 @@ def test_tracker_keeps_face_index_across_frames():
     newcomer = Face((300, 300, 340, 340), 0.9)
     back_left = Face((6, 2, 46, 42), 0.9)
     assert tracker.update([newcomer, back_left]) == [(1, back_left), (2, newcomer)]
-    with pytest.raises(ValueError, match="choose from"):
+    with pytest.raises(ConfigError, match="choose from"):
         build_selector("biggest")
 
 
 def test_registry():
     assert "mtcnn" in DETECTORS
-    with pytest.raises(ValueError, match="unknown face detector 'yolo'"):
+    with pytest.raises(ConfigError, match="unknown face detector 'yolo'"):
         build_detector("yolo")
 
 

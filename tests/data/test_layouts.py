@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from deepshield.data.layouts import LayoutError, in_shard, load_ffpp_splits, parse_shard, scan_layout
+from deepshield.data.layouts import LayoutError, load_ffpp_splits, scan_layout
 
 
 def _touch(root: Path, *names: str) -> None:
@@ -189,16 +189,3 @@ def test_folder_layout(tmp_path: Path):
         "real/dup": (0, "original", "mydata"),
     }
     assert [p.reason for p in scan.problems] == ["duplicate video id 'real/dup'"]
-
-
-def test_shards_partition_by_id_not_order():
-    keys = [f"ffpp/youtube/c23/{i:03d}" for i in range(300)]
-    shards = [parse_shard(f"{k}/3") for k in (1, 2, 3)]
-    members = [{key for key in keys if in_shard(key, s)} for s in shards]
-    assert set().union(*members) == set(keys) and sum(map(len, members)) == len(keys)
-    assert all(80 < len(m) < 120 for m in members)
-    assert members[0] == {key for key in reversed(keys) if in_shard(key, shards[0])}
-    assert parse_shard(None) is None and in_shard("x", None)
-    for bad in ("0/4", "5/4", "two", "1/0"):
-        with pytest.raises(LayoutError, match="--shard"):
-            parse_shard(bad)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from deepshield.data.synthetic import SyntheticDeepfakeDataset
+from deepshield.errors import ConfigError
 
 
 def test_deterministic_range_and_labels():
@@ -32,5 +33,5 @@ def test_fake_cue_is_high_frequency_not_colour():
 
 @pytest.mark.parametrize("kw", [{"n": 0}, {"n": 4, "image_size": 15}])
 def test_bad_arguments(kw):
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):  # a ValueError too
         SyntheticDeepfakeDataset(**kw)

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from deepshield.data.transforms import Augment, build_eval_transform, build_train_transform, seeded
+from deepshield.data.transforms import (
+    Augment,
+    build_augment,
+    build_eval_transform,
+    build_train_transform,
+    seeded,
+)
+from deepshield.errors import ConfigError
 
 OFF = Augment(flip_p=0, crop_p=0, jitter_p=0, jpeg_p=0, blur_p=0, erase_p=0)
 
@@ -62,3 +69,9 @@ def test_seeded_repeats_and_leaves_the_global_rng_alone(face):
     assert torch.equal(torch.rand(1), expected_next)
     outs = [seeded(t, face, s) for s in range(8)]
     assert len({o.sum().item() for o in outs}) > 4  # different seeds, different augmentations
+
+
+def test_unknown_augmentation_names_the_choices():
+    assert build_augment("none", 32) is None
+    with pytest.raises(ConfigError, match="unknown augmentation 'heavy'; choose from faces, none"):
+        build_augment("heavy", 32)

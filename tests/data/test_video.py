@@ -18,6 +18,7 @@ from deepshield.data.video import (
     sample_indices,
     upright,
 )
+from deepshield.errors import ConfigError, DeepshieldError
 
 
 def _level(image: np.ndarray) -> int:
@@ -31,7 +32,7 @@ def test_sample_indices_by_time_not_by_count():
     assert sample_indices(np.arange(100) / 25, fps=1) == [0, 25, 50, 75]
     assert sample_indices(np.arange(100) / 25, num_frames=4) == [12, 37, 62, 87]  # slice centres
     assert sample_indices(np.arange(5) / 25, num_frames=32) == [0, 1, 2, 3, 4]  # no duplicates
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ConfigError, match="exactly one"):
         sample_indices([0.0], fps=1, num_frames=2)
 
 
@@ -113,8 +114,9 @@ def test_bad_files_raise_clear_errors(tmp_path: Path, make_video, make_levels):
     good = make_video(tmp_path / "good.mp4", make_levels(20))  # moov atom at the end
     (tmp_path / "cut.mp4").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     (tmp_path / "img.png").write_bytes(b"not a png")
-    with pytest.raises(EmptyVideoError):
+    with pytest.raises(EmptyVideoError) as err:
         list(read_frames(tmp_path / "empty.mp4", fps=1))
+    assert isinstance(err.value, DeepshieldError)  # predict reports it as one line, no traceback
     with pytest.raises(NotAVideoError):
         list(read_frames(tmp_path / "text.mp4", fps=1))
     with pytest.raises(CorruptVideoError):

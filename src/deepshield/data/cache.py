@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deepshield.io import write_text_atomic
+
 FORMAT_VERSION = 1
 
 
@@ -135,7 +137,7 @@ class ImageCache:
         images.flush()
         crc.flush()
         filled.flush()
-        _atomic_write(self.root / "COMPLETE", "ok\n")
+        write_text_atomic(self.root / "COMPLETE", "ok\n", fsync=True)
         self._complete = True
         self._maps = None  # reopen read-only
         return True
@@ -171,11 +173,3 @@ def _valid(root: Path, n: int, image_size: int, key: str) -> bool:
     return (meta == {"version": FORMAT_VERSION, "key": key, "n": n, "image_size": image_size}
             and images.shape == (n, 3, image_size, image_size) and flags.shape == (n,) and crc.shape == (n,))
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -20,6 +20,9 @@ One row per face crop written by `deepshield preprocess`; the file sits at the r
 | `x0,y0,x1,y1` | float | detected face box in pixels of the upright source frame (before the crop margin) |
 | `source_video` | str | `video_id` of the real video it was made from (itself if real); empty if unknown |
 
+A video's key is `dataset/video_id` (:func:`video_key`), unique across datasets and shards; a video's
+group (a real video and the fakes made from it) is keyed by :func:`group_key`.
+
 Rows are sorted by dataset, video_id, frame_index, face_index. Videos that produced no crop are listed
 in `errors.csv` beside it, with columns `path` (the source file) and `reason` (one line).
 """
@@ -30,9 +33,12 @@ import csv
 import io
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from deepshield.errors import DataError
+from deepshield.io import write_text_atomic
 
 COLUMNS = (
     "path",
@@ -56,8 +62,18 @@ ERROR_COLUMNS = ("path", "reason")
 SPLITS = ("train", "val", "test", "unassigned")
 
 
-class CatalogError(ValueError):
+class CatalogError(DataError):
     """A catalog or errors file that breaks the schema; the message names file, line, column and fix."""
+
+
+def video_key(dataset: str, video_id: str) -> str:
+    """``"<dataset>/<video_id>"``: the one key of a video, unique across datasets (shards, catalogs)."""
+    return f"{dataset}/{video_id}"
+
+
+def group_key(dataset: str, video_id: str, source_video: str = "") -> str:
+    """The key of a video's group: its source real video (one person), else the video itself."""
+    return video_key(dataset, source_video or video_id)
 
 
 @dataclass(frozen=True)
@@ -82,8 +98,14 @@ class CatalogRow:
     source_video: str
 
     @property
-    def video_key(self) -> tuple[str, str]:
-        return self.dataset, self.video_id
+    def video_key(self) -> str:
+        """:func:`video_key` of this row's video."""
+        return video_key(self.dataset, self.video_id)
+
+    @property
+    def group_key(self) -> str:
+        """:func:`group_key` of this row's video."""
+        return group_key(self.dataset, self.video_id, self.source_video)
 
     def to_csv(self) -> list[str]:
         """Cells in ``COLUMNS`` order; floats rounded to what the data supports (ms, 1e-4, 0.01 px)."""
@@ -159,17 +181,6 @@ def write_errors(path: str | Path, rows: Iterable[ErrorRow]) -> None:
     _write_csv(Path(path), ERROR_COLUMNS, ([p, " ".join(r.split())] for p, r in unique))
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then move it into place in one step."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def merge_catalogs(out_dir: str | Path, part_dirs: Sequence[str | Path]) -> tuple[int, int]:
     """Join the catalog.csv and errors.csv of several output folders (e.g. shards) into ``out_dir``.
 
@@ -181,18 +192,18 @@ def merge_catalogs(out_dir: str | Path, part_dirs: Sequence[str | Path]) -> tupl
         raise CatalogError("catalog merge: give at least one folder holding a catalog.csv")
     rows: list[CatalogRow] = []
     errors: list[ErrorRow] = []
-    owner: dict[tuple[str, str], Path] = {}
+    owner: dict[str, Path] = {}
     for part in map(Path, part_dirs):
         catalog = part / "catalog.csv"
         if not catalog.is_file():
             raise CatalogError(
                 f"{catalog}: not found; each folder to merge must hold a preprocess catalog.csv"
             )
-        part_keys: set[tuple[str, str]] = set()
+        part_keys: set[str] = set()
         for row in read_catalog(catalog):
             if row.video_key in owner and owner[row.video_key] != catalog:
                 raise CatalogError(
-                    f"video {row.dataset}/{row.video_id} is in both {owner[row.video_key]} and {catalog}; "
+                    f"video {row.video_key} is in both {owner[row.video_key]} and {catalog}; "
                     "merge shards of one run (--shard K/N), or drop one of the folders"
                 )
             part_keys.add(row.video_key)
@@ -285,7 +296,7 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]])
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    atomic_write(path, lambda tmp: tmp.write_text(buffer.getvalue(), encoding="utf-8"))
+    write_text_atomic(path, buffer.getvalue())
 
 
 __all__ = [
@@ -295,10 +306,11 @@ __all__ = [
     "CatalogError",
     "CatalogRow",
     "ErrorRow",
-    "atomic_write",
+    "group_key",
     "merge_catalogs",
     "read_catalog",
     "read_errors",
     "write_catalog",
+    "video_key",
     "write_errors",
 ]

@@ -11,7 +11,8 @@
   augmentation, all frames (or an evenly spaced ``frames_per_video``).
 
 Items of :class:`FaceCatalogDataset` are ``(image float [3, S, S] in [0, 1], label int, video_id str)``
-with video ids ``"<dataset>/<video_id>"`` (unique across datasets).
+with video ids ``"<dataset>/<video_id>"`` (:func:`deepshield.data.catalog.video_key`, unique across
+datasets).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from deepshield.data.transforms import (
     seeded,
     single_thread,
 )
+from deepshield.errors import ConfigError, DataError, MissingFileError
 
 DatasetPair = tuple[Dataset, Dataset]
 VAL_FRACTION = 0.2
@@ -89,17 +91,17 @@ class FaceCatalogDataset(Dataset):
         if sampling not in ("random", "uniform"):
             raise ValueError(f"sampling must be 'random' or 'uniform', got {sampling!r}")
         if frames_per_video is not None and frames_per_video < 1:
-            raise ValueError(f"frames_per_video must be >= 1 (or None for all), got {frames_per_video}")
+            raise ConfigError(f"frames_per_video must be >= 1 (or None for all), got {frames_per_video}")
         self.catalog = Path(catalog)
         wanted = {"split": _as_set(split), "dataset": _as_set(datasets), "method": _as_set(methods),
                   "compression": _as_set(compressions)}
         keep_videos = _as_set(videos)
         self.rows = [r for r in (rows if rows is not None else read_catalog(self.catalog))
                      if all(v is None or getattr(r, k) in v for k, v in wanted.items())
-                     and (keep_videos is None or video_key(r) in keep_videos)]
+                     and (keep_videos is None or r.video_key in keep_videos)]
         if not self.rows:
             shown = ", ".join(f"{k}={sorted(v)}" for k, v in wanted.items() if v is not None) or "no filter"
-            raise ValueError(f"{self.catalog}: no rows match ({shown}); check the split/dataset/method names "
+            raise DataError(f"{self.catalog}: no rows match ({shown}); check the split/dataset/method names "
                              f"(splits are {'/'.join(SPLITS)})")
         self.image_size, self.frames_per_video, self.sampling = image_size, frames_per_video, sampling
         self.balance, self.seed = balance, seed
@@ -107,7 +109,7 @@ class FaceCatalogDataset(Dataset):
         self.augmented = transform is not None
         self.paths = [self.catalog.parent / r.path for r in self.rows]
         self.labels = np.array([r.label for r in self.rows], dtype=np.int64)
-        self.row_videos = [video_key(r) for r in self.rows]
+        self.row_videos = [r.video_key for r in self.rows]
         by_video: dict[str, list[int]] = defaultdict(list)
         for i, key in enumerate(self.row_videos):
             by_video[key].append(i)
@@ -174,7 +176,7 @@ class FaceCatalogDataset(Dataset):
             try:
                 return read_crop(self.paths[row], self.image_size)
             except FileNotFoundError:
-                raise FileNotFoundError(f"{self.catalog}: crop {self.rows[row].path} not found next to the "
+                raise MissingFileError(f"{self.catalog}: crop {self.rows[row].path} not found next to the "
                                         "catalog; rerun deepshield preprocess or fix the catalog") from None
 
         image = decode() if self.cache is None else self.cache.get_or_load(row, decode)
@@ -191,11 +193,6 @@ class FaceCatalogDataset(Dataset):
         return x, int(self.labels[row]), self.row_videos[row]
 
 
-def video_key(row: CatalogRow) -> str:
-    """``"<dataset>/<video_id>"``: a video's id, unique across the datasets of one catalog."""
-    return f"{row.dataset}/{row.video_id}"
-
-
 def holdout_videos(rows: Sequence[CatalogRow], fraction: float = VAL_FRACTION, seed: int = 0,
                    tries: int = 100) -> set[str]:
     """Video keys for validation: about ``fraction`` of the videos, whole source groups, seeded.
@@ -207,9 +204,8 @@ def holdout_videos(rows: Sequence[CatalogRow], fraction: float = VAL_FRACTION, s
     label: dict[str, int] = {}
     group_of: dict[str, str] = {}
     for r in rows:
-        key = video_key(r)
-        label[key] = r.label
-        group_of[key] = f"{r.dataset}/{r.source_video}" if r.source_video else key
+        label[r.video_key] = r.label
+        group_of[r.video_key] = r.group_key
     groups: dict[str, list[str]] = defaultdict(list)
     for key in sorted(label):
         groups[group_of[key]].append(key)
@@ -232,15 +228,15 @@ def holdout_videos(rows: Sequence[CatalogRow], fraction: float = VAL_FRACTION, s
 
 def subset_videos(rows: Sequence[CatalogRow], n: int, seed: int = 0) -> list[CatalogRow]:
     """The rows of at most ``n`` videos, drawn seeded and evenly across labels (whole videos)."""
-    keys = sorted({video_key(r) for r in rows})
+    keys = sorted({r.video_key for r in rows})
     if len(keys) <= n:
         return list(rows)
-    label = {video_key(r): r.label for r in rows}
+    label = {r.video_key: r.label for r in rows}
     rng = np.random.default_rng(seed)
     by_label = [[k for k in keys if label[k] == c] for c in (0, 1)]
     share = [round(n * len(ks) / len(keys)) for ks in by_label]
     keep = {k for ks, m in zip(by_label, share, strict=True) for k in rng.permutation(ks)[:m]}
-    return [r for r in rows if video_key(r) in keep]
+    return [r for r in rows if r.video_key in keep]
 
 
 def catalog_preprocess_settings(spec: str) -> dict[str, Any] | None:
@@ -261,7 +257,7 @@ def catalog_preprocess_settings(spec: str) -> dict[str, Any] | None:
     try:
         data = json.loads(settings.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{settings}: not valid JSON ({err}); rerun deepshield preprocess") from None
+        raise DataError(f"{settings}: not valid JSON ({err}); rerun deepshield preprocess") from None
     keys = ("layout", "detector", "margin", "shift", "size", "min_score", "faces", "max_side", "fps",
             "frames_per_video")
     out = {k: data.get(k) for k in keys}
@@ -274,7 +270,7 @@ def catalog_preprocess_settings(spec: str) -> dict[str, Any] | None:
 def parse_catalog_arg(arg: str | None) -> tuple[Path, str | None]:
     """``"faces/catalog.csv:test"`` -> (Path("faces/catalog.csv"), "test"); no split -> None."""
     if not arg:
-        raise ValueError("catalog dataset needs a path: --dataset catalog:faces/catalog.csv[:split]")
+        raise ConfigError("catalog dataset needs a path: --dataset catalog:faces/catalog.csv[:split]")
     path, _, split = arg.rpartition(":")
     if path and split in SPLITS:
         return Path(path), split
@@ -295,13 +291,13 @@ def _catalog(arg: str | None, cfg: Any) -> DatasetPair:
     else:
         pool = [r for r in rows if (r.split == split if split else r.split != "test")]
         if not pool:
-            raise ValueError(f"{path}: no rows for training (split {split or 'not test'}); "
+            raise DataError(f"{path}: no rows for training (split {split or 'not test'}); "
                              f"the catalog has splits {sorted(has)}")
         val_keys = holdout_videos(pool, VAL_FRACTION, seed)
-        train_rows = [r for r in pool if video_key(r) not in val_keys]
-        val_rows = [r for r in pool if video_key(r) in val_keys]
+        train_rows = [r for r in pool if r.video_key not in val_keys]
+        val_rows = [r for r in pool if r.video_key in val_keys]
         if not train_rows:
-            raise ValueError(f"{path}: {len(val_keys)} video(s) cannot be split into train and val; "
+            raise DataError(f"{path}: {len(val_keys)} video(s) cannot be split into train and val; "
                              "add videos or give the catalog train/val splits")
     if getattr(cfg, "max_train", None):
         train_rows = subset_videos(train_rows, cfg.max_train, seed)
@@ -327,7 +323,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     """``"catalog:faces/catalog.csv:test"`` -> ("catalog", "faces/catalog.csv:test")."""
     scheme, _, arg = spec.partition(":")
     if scheme not in DATASETS:
-        raise ValueError(f"unknown dataset {spec!r}; use one of {sorted(DATASETS)} "
+        raise ConfigError(f"unknown dataset {spec!r}; use one of {sorted(DATASETS)} "
                          "(e.g. --dataset synthetic or --dataset catalog:faces/catalog.csv)")
     return scheme, arg or None
 
@@ -345,7 +341,7 @@ def _catalog_eval(arg: str | None, image_size: int, frames_per_video: int | None
     picked = [r for r in rows if split is None or r.split == split]
     if not picked:
         have = sorted({r.split for r in rows})
-        raise ValueError(f"{path}: no rows in split {split!r}; the catalog has splits {have}")
+        raise DataError(f"{path}: no rows in split {split!r}; the catalog has splits {have}")
     if max_videos:
         picked = subset_videos(picked, max_videos, seed)
     return FaceCatalogDataset(path, rows=picked, image_size=image_size, frames_per_video=frames_per_video,

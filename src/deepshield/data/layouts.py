@@ -23,7 +23,7 @@ Layouts (``LAYOUTS``):
   (see :mod:`deepshield.data.faces`).
 
 Layouts without an official split leave ``split`` as ``unassigned``; preprocessing then assigns
-train/val/test by group (:func:`assign_split`).
+train/val/test by group (:func:`deepshield.data.splits.assign_split`).
 
 Files a layout lists but cannot use (missing, unlisted, duplicated) come back as ``problems``, which
 preprocess writes to errors.csv. A root that does not look like the layout raises ``LayoutError``.
@@ -32,14 +32,14 @@ preprocess writes to errors.csv. A root that does not look like the layout raise
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
-import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from deepshield.data.catalog import group_key, video_key
 from deepshield.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
+from deepshield.errors import DataError
 
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter", "DeepFakeDetection")
 FFPP_COMPRESSIONS = ("raw", "c23", "c40")
@@ -47,7 +47,7 @@ CELEBDF_FOLDERS = {"Celeb-real": 0, "YouTube-real": 0, "Celeb-synthesis": 1}
 DFDC_SPLITS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 
 
-class LayoutError(ValueError):
+class LayoutError(DataError):
     """The root folder does not match the layout, or a layout option is wrong; one line naming the fix."""
 
 
@@ -66,7 +66,13 @@ class VideoRecord:
 
     @property
     def key(self) -> str:
-        return f"{self.dataset}/{self.video_id}"
+        """The video's key, ``dataset/video_id`` (:func:`deepshield.data.catalog.video_key`)."""
+        return video_key(self.dataset, self.video_id)
+
+    @property
+    def group_key(self) -> str:
+        """Its group's key: the source real video (a person), else itself (:func:`~.catalog.group_key`)."""
+        return group_key(self.dataset, self.video_id, self.source_video)
 
 
 @dataclass(frozen=True)
@@ -118,23 +124,6 @@ def scan_layout(
     scan.records.sort(key=lambda r: r.key)
     scan.problems.sort(key=lambda p: (p.key, str(p.path)))
     return scan
-
-
-def parse_shard(shard: str | None) -> tuple[int, int] | None:
-    """``"K/N"`` -> (K, N) with 1 <= K <= N; None -> None."""
-    if shard is None:
-        return None
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", shard)
-    if not match or not 1 <= int(match[1]) <= int(match[2]):
-        raise LayoutError(f"--shard {shard!r}: expected K/N with 1 <= K <= N, e.g. 1/4")
-    return int(match[1]), int(match[2])
-
-
-def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
-    """Whether the video ``key`` (dataset/video_id) belongs to shard (K, N); stable across machines."""
-    if shard is None:
-        return True
-    return int(hashlib.sha1(key.encode()).hexdigest(), 16) % shard[1] == shard[0] - 1
 
 
 # --- FaceForensics++ -------------------------------------------------------------------------------
@@ -245,7 +234,7 @@ def scan_celebdf(root: Path, **_: object) -> LayoutScan:
             if not (root / parts[1]).is_file():
                 scan.problems.append(
                     Problem(
-                        f"celebdf/{Path(parts[1]).with_suffix('').as_posix()}",
+                        video_key("celebdf", Path(parts[1]).with_suffix("").as_posix()),
                         root / parts[1],
                         "listed in List_of_testing_videos.txt but missing",
                     )
@@ -285,7 +274,7 @@ def scan_dfdc(root: Path, **_: object) -> LayoutScan:
         if not isinstance(entries, dict):
             raise LayoutError(f'{meta}: expected an object {{"<video>.mp4": {{"label": ...}}}}')
         for name, info in sorted(entries.items()):
-            path, key = meta.parent / name, f"dfdc/{Path(name).stem}"
+            path, key = meta.parent / name, video_key("dfdc", Path(name).stem)
             label = (
                 {"REAL": 0, "FAKE": 1}.get(str(info.get("label", "")).upper())
                 if isinstance(info, dict)
@@ -303,7 +292,7 @@ def scan_dfdc(root: Path, **_: object) -> LayoutScan:
                 scan.add(VideoRecord(path, label, "dfdc", Path(name).stem, method, "", split, source))
         for path in sorted(meta.parent.glob("*.mp4")):
             if path.name not in entries:
-                scan.problems.append(Problem(f"dfdc/{path.stem}", path, f"not listed in {meta}"))
+                scan.problems.append(Problem(video_key("dfdc", path.stem), path, f"not listed in {meta}"))
     return scan
 
 
@@ -385,44 +374,6 @@ def _metadata_rows(meta: Path) -> list[tuple[int, dict[str, str]]]:
         raise LayoutError(f"{meta}: not a readable CSV ({err})") from None
 
 
-# --- splits by group -------------------------------------------------------------------------------
-
-DEFAULT_SPLIT_RATIOS = (0.8, 0.1, 0.1)
-
-
-def parse_split_ratios(text: str | Sequence[float] | None) -> tuple[float, float, float]:
-    """``"0.8,0.1,0.1"`` (train, val, test; normalised to sum 1) -> a tuple; None -> the default."""
-    if text is None:
-        return DEFAULT_SPLIT_RATIOS
-    try:
-        values = tuple(float(v) for v in (text.split(",") if isinstance(text, str) else text))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) < 0 or sum(values) <= 0:
-        raise LayoutError(f"--split-ratios {text!r}: expected three numbers >= 0 for train,val,test, "
-                          "e.g. 0.8,0.1,0.1")
-    total = sum(values)
-    return values[0] / total, values[1] / total, values[2] / total
-
-
-def group_of(record: VideoRecord) -> str:
-    """The group a video belongs to: its source real video (a person), else the video itself."""
-    return f"{record.dataset}/{record.source_video or record.video_id}"
-
-
-def assign_split(record: VideoRecord, ratios: Sequence[float] = DEFAULT_SPLIT_RATIOS) -> VideoRecord:
-    """``record`` with an unassigned split set to train/val/test by a hash of its group.
-
-    Deterministic (the same group gets the same split on every machine and in every shard), so a real
-    video and the fakes made from it always land on the same side. Official splits are kept.
-    """
-    if record.split != "unassigned":
-        return record
-    u = int(hashlib.sha1(group_of(record).encode()).hexdigest()[:12], 16) / 16**12
-    split = "train" if u < ratios[0] else "val" if u < ratios[0] + ratios[1] else "test"
-    return replace(record, split=split)
-
-
 def _subdirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
 
@@ -436,17 +387,11 @@ LAYOUTS: dict[str, Callable[..., LayoutScan]] = {
 }
 
 __all__ = [
-    "DEFAULT_SPLIT_RATIOS",
     "LAYOUTS",
     "LayoutError",
     "LayoutScan",
     "Problem",
     "VideoRecord",
-    "assign_split",
-    "group_of",
-    "in_shard",
-    "parse_split_ratios",
     "load_ffpp_splits",
-    "parse_shard",
     "scan_layout",
 ]

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from deepshield.errors import ConfigError
+
 
 def _background(rng: np.random.Generator, size: int, grid: np.ndarray) -> np.ndarray:
     yy, xx = grid
@@ -88,7 +90,7 @@ class SyntheticDeepfakeDataset(Dataset):
 
     def __init__(self, n: int, image_size: int = 64, seed: int = 0) -> None:
         if n < 1 or image_size < 16 or image_size % 2:
-            raise ValueError(f"need n >= 1 and an even image_size >= 16, got n={n}, image_size={image_size}")
+            raise ConfigError(f"need n >= 1 and an even image_size >= 16, got n={n}, image_size={image_size}")
         self.n, self.image_size, self.seed = n, image_size, seed
         lin = (np.arange(image_size, dtype=np.float32) + 0.5) / image_size
         grid = np.stack(np.meshgrid(lin, lin, indexing="ij"))

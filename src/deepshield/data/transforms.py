@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import torch
 from torchvision.transforms import v2
 
+from deepshield.errors import unknown_name
+
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -98,7 +100,7 @@ AUGMENTS: dict[str, Augment | None] = {"faces": Augment(), "none": None}
 def build_augment(name: str, image_size: int) -> Transform | None:
     """The training transform of augmentation recipe ``name`` (None for ``none``)."""
     if name not in AUGMENTS:
-        raise ValueError(f"unknown augmentation {name!r}; choose from {', '.join(AUGMENTS)}")
+        raise unknown_name("augmentation", name, AUGMENTS)
     aug = AUGMENTS[name]
     return None if aug is None else build_train_transform(image_size, aug)
 

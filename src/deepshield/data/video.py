@@ -22,6 +22,8 @@ import av
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from deepshield.errors import ConfigError, DeepshieldError
+
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
 )
@@ -33,7 +35,7 @@ _MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
 _MAGICS = (b"\x1aE\xdf\xa3", b"RIFF", b"FLV", b"OggS", b"\x00\x00\x01\xba", b"\x30\x26\xb2\x75")
 
 
-class VideoError(Exception):
+class VideoError(DeepshieldError):
     """A media file that cannot be read; ``str(err)`` is a one-line reason fit for errors.csv."""
 
 
@@ -319,11 +321,11 @@ def _looks_like_video(path: Path) -> bool:
 
 def _check_sampling(fps: float | None, num_frames: int | None) -> None:
     if (fps is None) == (num_frames is None):
-        raise ValueError("give exactly one of fps or num_frames")
+        raise ConfigError("give exactly one of fps or num_frames")
     if fps is not None and not fps > 0:
-        raise ValueError(f"fps must be > 0, got {fps}")
+        raise ConfigError(f"fps must be > 0, got {fps}")
     if num_frames is not None and num_frames < 1:
-        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        raise ConfigError(f"num_frames must be >= 1, got {num_frames}")
 
 
 __all__ = [

@@ -229,7 +229,8 @@ class PreprocessConfig:
     ``splits`` (folder with the official train/val/test.json): FF++ only.
     ``shift``: crop centre moved down by this fraction of the face box (see ``deepshield.data.faces``).
     ``metadata``: ``--layout faces`` metadata CSV. ``split_ratios``: ``"train,val,test"`` fractions for
-    videos the layout gives no split (assigned by group, see ``layouts.assign_split``; default 0.8,0.1,0.1).
+    videos the layout gives no split (assigned by group, see ``deepshield.data.splits.assign_split``;
+    default 0.8,0.1,0.1). ``progress``: a progress bar (one line per stage off a terminal).
     ``shard``: ``"K/N"`` (K in 1..N) takes a fixed 1/N of the videos by hash of their id.
     ``max_side``: longest frame side (px) the detector's first stage sees. ``seed`` seeds torch in each
     process; the pipeline itself makes no random choice.

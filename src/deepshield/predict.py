@@ -27,6 +27,7 @@ from deepshield.config import DEFAULT_FRAMES_PER_VIDEO, PredictConfig, Preproces
 from deepshield.data.faces import CropGeometry, build_detector, build_selector, faces_in
 from deepshield.data.preprocess import DETECT_BATCH
 from deepshield.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Frame, VideoError, read_media
+from deepshield.errors import ConfigError, DataError, MissingFileError, unknown_name
 from deepshield.evaluation.evaluate import load_model_and_config
 from deepshield.evaluation.metrics import AGGREGATIONS
 from deepshield.training.loops import select_device
@@ -76,7 +77,7 @@ def face_settings(cfg: PredictConfig, train_config: dict, image_size: int) -> Fa
         fps=fps, frames=frames,
     )
     if not 0 <= settings.min_score <= 1 or (frames or 1) < 1:
-        raise ValueError(f"bad face settings {settings}: need --min-score in [0, 1], --frames >= 1")
+        raise ConfigError(f"bad face settings {settings}: need --min-score in [0, 1], --frames >= 1")
     settings.geometry  # noqa: B018 - validates --margin/--shift/--size
     return settings
 
@@ -137,12 +138,12 @@ def collect_inputs(inputs: tuple[str, ...] | list[str]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_EXTENSIONS)
             if not found:
-                raise ValueError(f"{path} holds no videos or images ({', '.join(sorted(MEDIA_EXTENSIONS))})")
+                raise DataError(f"{path} holds no videos or images ({', '.join(sorted(MEDIA_EXTENSIONS))})")
             files += found
         elif path.is_file():
             files.append(path)
         else:
-            raise FileNotFoundError(f"{path} not found; pass a video, an image or a folder of them")
+            raise MissingFileError(f"{path} not found; pass a video, an image or a folder of them")
     return files
 
 
@@ -151,7 +152,7 @@ class Predictor:
 
     def __init__(self, cfg: PredictConfig) -> None:
         if cfg.aggregate not in AGGREGATIONS:
-            raise ValueError(f"unknown --aggregate {cfg.aggregate!r}; choose from {sorted(AGGREGATIONS)}")
+            raise unknown_name("--aggregate", cfg.aggregate, AGGREGATIONS)
         self.cfg = cfg
         self.device = select_device(cfg.device)
         self.model, self.train_cfg, raw = load_model_and_config(cfg.checkpoint, self.device)

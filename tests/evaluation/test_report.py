@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from deepshield.cli import main
-from deepshield.config import TrainConfig
+from deepshield.config import SweepSpec, TrainConfig
+from deepshield.evaluation.evaluate import save_gallery
 from deepshield.evaluation.report import find_results, load_runs, write_json, write_report
-from deepshield.evaluation.robust import SweepSpec, sweep
+from deepshield.evaluation.results import EvalResult
+from deepshield.evaluation.robust import sweep
 from deepshield.training.checkpoint import save_checkpoint
 
 
@@ -102,19 +104,21 @@ def test_find_results_layouts(tmp_path):
 
 
 def test_write_json_is_strict_json(tmp_path):
-    path = write_json({"a": float("nan"), "b": np.float32(0.5), "c": np.arange(3), "_hidden": object(),
+    path = write_json({"a": float("nan"), "b": np.float32(0.5), "c": np.arange(3),
                        "d": [float("inf"), np.int64(2)]}, tmp_path / "x.json")
     assert json.loads(path.read_text()) == {"a": None, "b": 0.5, "c": [0, 1, 2], "d": [None, 2]}
 
 
 def test_report_with_methods_and_videos(trained_cnn, video_frames, tmp_path):
     spec = SweepSpec(attacks=("fgsm", "pgd"), eps=(4 / 255,), steps=3, gallery=2)
-    res = sweep(trained_cnn, video_frames, spec, torch.device("cpu"))
-    res.update(dataset="catalog:faces/catalog.csv:test", checkpoint="runs/x/best.pt")
-    write_report({"x": res}, tmp_path)
+    swept, images = sweep(trained_cnn, video_frames, spec, torch.device("cpu"))
+    save_gallery(swept, images, tmp_path / "gallery_x.png")
+    result = EvalResult(sweep=swept, dataset="catalog:faces/catalog.csv:test", checkpoint="runs/x/best.pt",
+                        out=tmp_path)
+    write_report({"x": result}, tmp_path)
     assert (tmp_path / "per_method.png").is_file() and (tmp_path / "gallery_x.png").is_file()
     md = (tmp_path / "report.md").read_text()
     assert "| x | Deepfakes |" in md and "| x | video (mean) |" in md and "| x | video (top50) |" in md
     html = (tmp_path / "report.html").read_text()
     assert "Per manipulation method" in html and "Frame vs video level" in html
-    assert not math.isnan(res["clean"]["by_method"]["FaceSwap"]["auc"])
+    assert not math.isnan(swept.clean["by_method"]["FaceSwap"]["auc"])

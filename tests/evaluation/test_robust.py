@@ -8,8 +8,9 @@ from torch import nn
 from torch.utils.data import Subset, TensorDataset
 
 from deepshield.attacks.base import Attack
+from deepshield.config import SweepSpec
 from deepshield.evaluation.checks import failed, format_checks, noise_tolerance, sanity_checks
-from deepshield.evaluation.robust import SweepSpec, attack_correct, robust_mask, sweep, worst_case
+from deepshield.evaluation.robust import attack_correct, robust_mask, sweep, worst_case
 
 CPU = torch.device("cpu")
 
@@ -17,11 +18,12 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def fgsm_pgd(trained_cnn, test_faces):
     spec = SweepSpec(attacks=("fgsm", "pgd"), eps=(2 / 255, 8 / 255), steps=5, gallery=4)
-    return spec, sweep(trained_cnn, test_faces, spec, CPU, batch_size=64)
+    return spec, *sweep(trained_cnn, test_faces, spec, CPU, batch_size=64)
 
 
 def test_sweep_rows_match_per_sample_scores(fgsm_pgd):
-    spec, res = fgsm_pgd
+    spec, result, images = fgsm_pgd
+    res = result.to_json()
     labels = np.array(res["samples"]["labels"])
     assert res["n"] == 128 and len(res["robust"]) == 4 and len(res["worst_case"]) == 2
     assert res["clean"]["acc"] > 0.9
@@ -37,8 +39,8 @@ def test_sweep_rows_match_per_sample_scores(fgsm_pgd):
     assert by[("pgd", 8 / 255)] < 0.2  # a standard model is not robust
     g = res["gallery"]
     assert len(g["items"]) == 4 and [i["label"] for i in g["items"]] == [0, 1, 0, 1]
-    assert res["_gallery_arrays"]["adv"].shape == (4, 3, 32, 32)
-    delta = res["_gallery_arrays"]["adv"] - res["_gallery_arrays"]["clean"]
+    assert "_gallery_arrays" not in res and images.adv.shape == (4, 3, 32, 32)  # images travel apart
+    delta = images.adv - images.clean
     assert np.abs(delta).max() <= 8 / 255 + 1e-6
 
 
@@ -74,7 +76,7 @@ def test_only_correctly_classified_samples_are_attacked(trained_cnn, test_faces)
 
 def test_video_and_method_breakdown(trained_cnn, video_frames):
     spec = SweepSpec(attacks=("fgsm",), eps=(4 / 255,), gallery=0)
-    res = sweep(trained_cnn, video_frames, spec, CPU, batch_size=32)
+    res = sweep(trained_cnn, video_frames, spec, CPU, batch_size=32)[0].to_json()
     assert res["samples"]["video_ids"][:4] == ["ds/v000"] * 4
     assert res["clean"]["video"]["mean"]["n"] == 16 and set(res["clean"]["video"]) == {"mean", "top50"}
     assert set(res["clean"]["by_method"]) == {"real", "Deepfakes", "FaceSwap"}
@@ -85,7 +87,7 @@ def test_video_and_method_breakdown(trained_cnn, video_frames):
 
 def test_no_early_stop_attacks_every_sample(trained_cnn, test_faces):
     spec = SweepSpec(attacks=("pgd",), eps=(2 / 255,), steps=2, early_stop=False, gallery=0)
-    res = sweep(trained_cnn, Subset(test_faces, range(40)), spec, CPU)
+    res = sweep(trained_cnn, Subset(test_faces, range(40)), spec, CPU)[0].to_json()
     assert res["robust"][0]["attacked"] == 40
 
 
@@ -97,7 +99,7 @@ def test_sweep_and_checks_restore_every_module_mode(test_faces):
     modes = [m.training for m in model.modules()]
     data = Subset(test_faces, range(16))
     spec = SweepSpec(attacks=("fgsm",), eps=(2 / 255,), square_queries=2, sanity_n=8, gallery=0)
-    res = sweep(model, data, spec, CPU)
+    res, _ = sweep(model, data, spec, CPU)
     sanity_checks(model, data, spec, res, CPU)
     assert [m.training for m in model.modules()] == modes
 
@@ -116,7 +118,7 @@ def test_sanity_checks_pass_for_a_standard_model(trained_cnn, test_faces):
     data = Subset(test_faces, range(64))
     spec = SweepSpec(attacks=("fgsm", "pgd", "apgd", "square"), eps=(2 / 255, 8 / 255), steps=5,
                      square_queries=25, sanity_n=64, gallery=0)
-    res = sweep(trained_cnn, data, spec, CPU)
+    res, _ = sweep(trained_cnn, data, spec, CPU)
     checks = sanity_checks(trained_cnn, data, spec, res, CPU)
     ids = {c["id"] for c in checks}
     assert {"monotone:pgd", "monotone:square", "iterative_vs_single_step", "blackbox_vs_whitebox",
@@ -130,8 +132,8 @@ def test_quantized_model_is_flagged(masked_cnn, test_faces):
     """round(x*8)/8 in front of the CNN: zero input gradient, so PGD reports ~100% robust accuracy."""
     data = Subset(test_faces, range(64))
     spec = SweepSpec(attacks=("pgd",), eps=(4 / 255, 8 / 255), square_queries=20, sanity_n=64, gallery=0)
-    res = sweep(masked_cnn, data, spec, CPU)
-    assert res["clean"]["acc"] > 0.9 and res["robust"][-1]["acc"] > 0.9  # the false robustness
+    res, _ = sweep(masked_cnn, data, spec, CPU)
+    assert res.clean["acc"] > 0.9 and res.robust[-1]["acc"] > 0.9  # the false robustness
     flagged = {c["id"] for c in failed(sanity_checks(masked_cnn, data, spec, res, CPU))}
     assert {"nonzero_gradients", "huge_eps"} <= flagged
 
@@ -153,9 +155,9 @@ def test_black_box_beating_white_box_is_flagged():
     data = TensorDataset(x, y)
     model = MaskedBrightness()
     spec = SweepSpec(attacks=("pgd", "square"), eps=(8 / 255,), square_queries=60, sanity_n=32, gallery=0)
-    res = sweep(model, data, spec, CPU)
-    by = {r["attack"]: r["acc"] for r in res["robust"]}
-    assert res["clean"]["acc"] == 1.0 and by["pgd"] == 1.0 and by["square"] < 0.3
+    res, _ = sweep(model, data, spec, CPU)
+    by = {r["attack"]: r["acc"] for r in res.robust}
+    assert res.clean["acc"] == 1.0 and by["pgd"] == 1.0 and by["square"] < 0.3
     checks = {c["id"]: c for c in sanity_checks(model, data, spec, res, CPU)}
     assert not checks["blackbox_vs_whitebox"]["passed"]
     assert not checks["nonzero_gradients"]["passed"]

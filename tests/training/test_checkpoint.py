@@ -1,5 +1,6 @@
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,7 +40,7 @@ def test_killed_mid_save_keeps_last_good(tmp_path, monkeypatch):
     good = path.read_bytes()
 
     def dying_save(obj, f):
-        f.write(b"partial bytes of a checkpoint")
+        Path(f).write_bytes(b"partial bytes of a checkpoint")
         raise KeyboardInterrupt  # the process is stopped in the middle of writing
 
     monkeypatch.setattr(torch, "save", dying_save)

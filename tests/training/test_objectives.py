@@ -70,3 +70,42 @@ def test_attack_inside_objective_leaves_no_param_grads():
         out.loss.backward()
         assert all(p.grad is not None for p in model.parameters()), name
         model.zero_grad(set_to_none=True)
+
+
+def test_misspelt_setting_is_refused_not_ignored():
+    from deepshield.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown setting.*epss"):
+        build_objective("pgd", epss=4 / 255)
+
+
+def test_objectives_say_whether_they_are_adversarial():
+    assert not OBJECTIVES["none"].adversarial
+    assert all(OBJECTIVES[n].validate_with == "pgd" for n in ("pgd", "fgsm-rs", "trades", "mart"))
+
+
+@pytest.fixture
+def toy_objective():
+    """An objective registered from this file only: CE on a copy of x shifted by +ε (validated by FGSM)."""
+    from deepshield.training.objectives import AdvParams, Output, register_objective
+
+    @register_objective("toy-shift", validate_with="fgsm", help="test only")
+    def toy(p: AdvParams):
+        def objective(model, x, y):
+            logits = model((x + p.eps).clamp(0, 1))
+            return Output(F.cross_entropy(logits.float(), y), logits)
+
+        return objective
+
+    yield "toy-shift"
+    OBJECTIVES.pop("toy-shift")
+
+
+def test_a_new_objective_is_one_registered_function(toy_objective, tmp_path):
+    """Registered here, it trains through the CLI and is validated with the attack it names."""
+    from deepshield.cli import main, parse_args
+
+    assert parse_args(["train", "--adv", toy_objective]).adv == toy_objective
+    assert main(["train", "--smoke", "--adv", toy_objective, "--out", str(tmp_path), "--quiet"]) == 0
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert ckpt["best_metric"] == "val_robust_score" and "val_pgd_acc" in ckpt["metrics"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from deepshield.attacks.base import BLACK_BOX, ITERATIVE, SINGLE_STEP, Attack
+from deepshield.attacks.base import BLACK_BOX, ITERATIVE, NORMS, SINGLE_STEP, Attack
 from deepshield.attacks.external import APGD, Square
 from deepshield.attacks.fgsm import FGSM
 from deepshield.attacks.pgd import PGD
@@ -26,6 +26,6 @@ from deepshield.attacks.registry import (
 for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
-__all__ = ["APGD", "ATTACKS", "BLACK_BOX", "FGSM", "ITERATIVE", "PGD", "SINGLE_STEP", "Attack", "Square",
-           "attack_help", "attacks_of_kind", "build_attack", "build_eval_attack", "reference_attack",
+__all__ = ["APGD", "ATTACKS", "BLACK_BOX", "FGSM", "ITERATIVE", "NORMS", "PGD", "SINGLE_STEP", "Attack",
+           "Square", "attack_help", "attacks_of_kind", "build_attack", "build_eval_attack", "reference_attack",
            "register_attack"]

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
+from deepshield.errors import DataError, unknown_name
+
 VIDEO_AGGREGATIONS = ("mean", "top50")
 
 
@@ -70,10 +72,10 @@ def aggregate_videos(
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Group frame scores by video id; returns (video labels, video probabilities, sorted video ids).
 
-    Raises ValueError when one video's frames carry different labels (a broken catalog).
+    Raises DataError when one video's frames carry different labels (a broken catalog).
     """
     if how not in AGGREGATIONS:
-        raise ValueError(f"unknown video aggregation {how!r}; choose from {sorted(AGGREGATIONS)}")
+        raise unknown_name("video aggregation", how, AGGREGATIONS)
     if len(video_ids) != len(labels):
         raise ValueError(f"{len(video_ids)} video ids for {len(labels)} frames")
     groups: dict[str, list[int]] = defaultdict(list)
@@ -83,7 +85,7 @@ def aggregate_videos(
     vids = sorted(groups)
     for v in vids:
         if len(set(labels[groups[v]].tolist())) > 1:
-            raise ValueError(f"video {v!r} has frames labelled both real and fake; fix the catalog")
+            raise DataError(f"video {v!r} has frames labelled both real and fake; fix the catalog")
     vlabels = np.array([labels[groups[v][0]] for v in vids], dtype=int)
     vprobs = np.array([AGGREGATIONS[how](probs[groups[v]]) for v in vids])
     return vlabels, vprobs, vids

@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from deepshield.io import write_text_atomic
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path("runs/results")
 DEV = Path("../shared/data/dev")
@@ -95,9 +97,7 @@ def run_stages(timings: dict) -> None:
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode not in (0, 3):
                 sys.exit(f"{name} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-            tmp = output.with_suffix(".tmp")
-            tmp.write_text(proc.stdout)
-            os.replace(tmp, output)
+            write_text_atomic(output, proc.stdout)
         else:
             subprocess.run(cmd, check=True)
         timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 1)  # resumed: summed
@@ -118,10 +118,7 @@ def time_predict() -> float:
 
 
 def _save_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1))
 
 
 def _load(path: Path) -> dict | None:
@@ -266,10 +263,7 @@ def write_results(timings: dict) -> Path:
     lines.append(f"| predict one 720p video (12.4 s, default settings, start-up included) | "
                  f"{_f(predict_s, 1)} | `deepshield predict {PREDICT_VIDEO} --checkpoint {PREDICT_MODEL}` |")
     path = ROOT / "RESULTS.md"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 NOTES = [

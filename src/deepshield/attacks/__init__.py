@@ -27,5 +27,5 @@ for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = ["APGD", "ATTACKS", "BLACK_BOX", "FGSM", "ITERATIVE", "NORMS", "PGD", "SINGLE_STEP", "Attack",
-           "Square", "attack_help", "attacks_of_kind", "build_attack", "build_eval_attack", "reference_attack",
-           "register_attack"]
+           "Square", "attack_help", "attacks_of_kind", "build_attack", "build_eval_attack",
+           "reference_attack", "register_attack"]

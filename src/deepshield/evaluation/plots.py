@@ -7,7 +7,6 @@ PNG atomically, returning its path (or None when there is nothing to draw).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -18,6 +17,7 @@ import numpy as np  # noqa: E402
 
 from deepshield.evaluation.formatting import headline_rows, norm_of, reference_eps  # noqa: E402
 from deepshield.evaluation.metrics import roc_points  # noqa: E402
+from deepshield.io import atomic_write  # noqa: E402
 
 ATTACK_COLORS = {"fgsm": "#f28e2b", "pgd": "#4e79a7", "apgd": "#b07aa1", "square": "#59a14f",
                  "worst-case": "#222222"}
@@ -32,13 +32,10 @@ STYLE = {
 
 def save(fig: plt.Figure, path: Path) -> Path:
     """Save a figure atomically and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def eps_axis(eps: float, norm: str) -> float:

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from deepshield.evaluation.formatting import headline_rows, norm_of, reference_eps  # noqa: E402
+from deepshield.evaluation.formatting import eps_label, headline_rows, norm_of, reference_eps  # noqa: E402
 from deepshield.evaluation.metrics import roc_points  # noqa: E402
 from deepshield.io import atomic_write  # noqa: E402
 
@@ -112,7 +112,7 @@ def plot_roc(runs: dict[str, dict], path: Path) -> Path | None:
             for j, r in enumerate(rows):
                 curve = roc_points(labels, scores[r["key"]])
                 color = cmap(0.15 + 0.7 * j / max(1, len(rows) - 1))
-                eps = f"{r['eps'] * 255:.3g}/255" if norm == "linf" else f"{r['eps']:.3g}"
+                eps = eps_label(r["eps"], norm)
                 ax.plot(curve["fpr"], curve["tpr"], color=color, lw=1.7, label=f"{eps}  AUC {r['auc']:.3f}")
             ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
             ax.set_xlabel("false positive rate (reals called fake)")
@@ -149,7 +149,7 @@ def plot_methods(runs: dict[str, dict], path: Path) -> Path | None:
             name = f"{run}: " if len(runs) > 1 else ""
             ax.bar(x + off, clean, width, color=color, label=f"{name}clean")
             if row is not None:
-                eps = f"{ref * 255:.3g}/255" if norm == "linf" else f"{ref:.3g}"
+                eps = eps_label(ref, norm)
                 ax.bar(x + off + width, attacked, width, color=color, alpha=0.4, hatch="///", edgecolor=color,
                        label=f"{name}{row['attack']} at ε={eps}")
             for xi, (c, a) in enumerate(zip(clean, attacked, strict=True)):
@@ -174,7 +174,8 @@ def plot_gallery(clean: np.ndarray, adv: np.ndarray, meta: dict, path: Path, tit
     items = meta["items"]
     eps = float(meta["eps"])
     n = len(items)
-    eps_text = f"{eps * 255:.3g}/255" if meta.get("norm", "linf") == "linf" else f"{eps:.3g} (L2)"
+    norm = meta.get("norm", "linf")
+    eps_text = eps_label(eps, norm) + ("" if norm == "linf" else " (L2)")
     with plt.rc_context({**STYLE, "axes.grid": False}):
         fig, axes = plt.subplots(3, n, figsize=(1.9 * n + 0.6, 7.4), squeeze=False)
         for j, item in enumerate(items):

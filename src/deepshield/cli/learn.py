@@ -1,0 +1,212 @@
+"""Subcommands that train and measure detectors: train, evaluate, report, demo."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from deepshield.cli.values import (
+    config_of,
+    non_negative_int,
+    parse_attack_option,
+    parse_attacks,
+    parse_eps,
+    parse_eps_list,
+    positive_int,
+)
+from deepshield.config import DemoConfig, EvalConfig, ReportConfig, TrainConfig
+
+
+def _train(args: argparse.Namespace) -> int:
+    from deepshield.training.trainer import train
+
+    result = train(config_of(TrainConfig, args))
+    if os.environ.get("RANK", "0") == "0":  # one line under torchrun, not one per rank
+        print(f"best checkpoint: {result.best_path}")
+    return 0
+
+
+def add_train(sub: argparse._SubParsersAction) -> None:
+    from deepshield.data.transforms import AUGMENTS
+    from deepshield.training.objectives import OBJECTIVES
+
+    p = sub.add_parser("train", help="train a detector (optionally adversarially)",
+                       description="Train a deepfake detector. Safe adversarial-training defaults: "
+                                   "eps 4/255, alpha eps/4, 7 PGD steps.")
+    p.add_argument("--config", default=None,
+                   help="a YAML recipe (e.g. recipes/dfdc-faces-standard.yaml); flags given here override it")
+    p.add_argument("--dataset", default="synthetic",
+                   help="synthetic | catalog:PATH[:split] (default: synthetic)")
+    p.add_argument("--backbone", default="small_cnn",
+                   help="small_cnn, resnet50, mobilenetv3_large_100, efficientnet_b0, efficientnet_b4, "
+                        "xception, tf_efficientnet_lite0, mobilenetv2, or any timm model name "
+                        "(default: small_cnn)")
+    p.add_argument("--pretrained", default=None,
+                   help="state-dict file (timm/torchvision names, or a deepshield checkpoint) to start from; "
+                        "'imagenet' for the offline ImageNet weights of tf_efficientnet_lite0 and "
+                        "mobilenetv2; or 'timm' (needs internet)")
+    p.add_argument("--image-size", type=positive_int, default=64, help="input size in pixels (default: 64)")
+    p.add_argument("--adv", default="none", choices=list(OBJECTIVES),
+                   help="training objective: " + ", ".join(f"{n} ({s.help})" for n, s in OBJECTIVES.items())
+                        + " (default: none)")
+    p.add_argument("--eps", type=parse_eps, default=4 / 255,
+                   help="L-inf budget in [0, 1] pixel units, e.g. 4/255 (default: 4/255)")
+    p.add_argument("--alpha", type=parse_eps, default=None, help="PGD step size (default: eps/4)")
+    p.add_argument("--steps", type=positive_int, default=7, help="PGD steps in training (default: 7)")
+    p.add_argument("--trades-beta", type=float, default=6.0, help="TRADES/MART beta (default: 6)")
+    p.add_argument("--adv-warmup-epochs", type=non_negative_int, default=0,
+                   help="ramp eps linearly over the first N epochs (default: 0)")
+    p.add_argument("--val-attack-steps", type=positive_int, default=10,
+                   help="steps of the validation attack of adversarial objectives (default: 10)")
+    p.add_argument("--best-metric", default=None,
+                   help="metric that picks best.pt, e.g. val_auc (default: val_robust_score when "
+                        "adversarial, else val_auc)")
+    p.add_argument("--epochs", type=positive_int, default=5, help="(default: 5)")
+    p.add_argument("--batch-size", type=positive_int, default=64, help="(default: 64)")
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: 1e-3)")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="(default: 5e-4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/train", help="run folder (default: runs/train)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard scalars to OUT/tensorboard")
+    p.add_argument("--smoke", action="store_true", help="a seconds-long run to check the set-up")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="DataLoader workers (default: 0)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
+    p.add_argument("--n-train", type=positive_int, default=4000,
+                   help="synthetic training images (default: 4000)")
+    p.add_argument("--n-val", type=positive_int, default=1000,
+                   help="synthetic validation images (default: 1000)")
+    p.add_argument("--frames-per-video", type=positive_int, default=8,
+                   help="catalog: frames sampled per video each epoch (default: 8)")
+    p.add_argument("--freeze-epochs", type=non_negative_int, default=0,
+                   help="train only the head for N epochs, then unfreeze progressively (default: 0)")
+    p.add_argument("--unfreeze-every", type=non_negative_int, default=1,
+                   help="unfreeze one more stage every N epochs; 0 = all at once (default: 1)")
+    p.add_argument("--backbone-lr-scale", type=float, default=0.1,
+                   help="backbone LR = lr x this when fine-tuning --pretrained weights (default: 0.1)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="mixed precision (default: auto: CUDA bf16/fp16; CPU bf16 only with native bf16)")
+    p.add_argument("--cache-dir", default=None, help="decoded-crop cache folder (default: OUT/cache)")
+    p.add_argument("--no-cache", dest="cache", action="store_false", help="decode crops every epoch")
+    p.add_argument("--balance", action="store_true", help="class-balanced frame sampling")
+    p.add_argument("--augment", default="faces", choices=list(AUGMENTS),
+                   help="training augmentation: faces (flip, crop, colour, JPEG, blur, cutout) | none "
+                        "(default: faces)")
+    p.add_argument("--max-train", type=positive_int, default=None,
+                   help="catalog: train on a seeded subset of at most N videos (default: all)")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
+    p.set_defaults(func=_train)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from deepshield.evaluation.checks import format_checks
+    from deepshield.evaluation.evaluate import evaluate
+    from deepshield.evaluation.tables import console_summary
+
+    result = evaluate(config_of(EvalConfig, args))
+    print(console_summary(result.run, result.to_json()))
+    if result.checks:
+        print(format_checks(result.checks))
+    print(f"report: {result.out / 'report.html'} (and report.md, results.json)")
+    return 0
+
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    from deepshield.attacks import NORMS, attack_help
+
+    p = sub.add_parser("evaluate", help="clean and robust evaluation of a checkpoint, with a report",
+                       description="Clean metrics (frame, video, per method) and accuracy/AUC under each "
+                                   "attack and eps, with sanity checks against gradient masking; writes "
+                                   "results.json, report.md and report.html.")
+    p.add_argument("--checkpoint", required=True,
+                   help="best.pt or last.pt of a training run, or 'default' (the bundled detector)")
+    p.add_argument("--dataset", default="synthetic",
+                   help="synthetic | catalog:PATH[:split] (default: synthetic)")
+    p.add_argument("--attacks", type=parse_attacks, default=("fgsm", "pgd"),
+                   help=f"comma-separated: {attack_help()} (default: fgsm,pgd)")
+    p.add_argument("--eps", type=parse_eps_list, default=(1 / 255, 2 / 255, 4 / 255, 8 / 255),
+                   help="comma-separated budgets; L-inf in [0, 1] pixel units "
+                        "(default: 1/255,2/255,4/255,8/255)")
+    p.add_argument("--norm", default="linf", choices=list(NORMS))
+    p.add_argument("--steps", type=positive_int, default=10, help="PGD and APGD steps (default: 10)")
+    p.add_argument("--restarts", type=positive_int, default=1, help="PGD/APGD/Square restarts (default: 1)")
+    p.add_argument("--square-queries", type=positive_int, default=1000,
+                   help="Square attack query budget per image (default: 1000)")
+    p.add_argument("--attack-option", dest="options", type=parse_attack_option, action="append", default=[],
+                   metavar="ATTACK.SETTING=VALUE",
+                   help="extra setting of one attack, e.g. square.p_init=0.5 (repeatable)")
+    p.add_argument("--no-early-stop", dest="early_stop", action="store_false",
+                   help="attack every image for all steps (slower; tighter AUC under attack)")
+    p.add_argument("--sanity-n", type=positive_int, default=256,
+                   help="images the sanity checks' extra attacks use (default: 256)")
+    p.add_argument("--gallery", type=non_negative_int, default=6,
+                   help="faces in the report gallery (default: 6)")
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--n-test", type=positive_int, default=1000, help="synthetic test images (default: 1000)")
+    p.add_argument("--max-videos", type=positive_int, default=None,
+                   help="catalog: evaluate a seeded, label-balanced subset of at most N videos "
+                        "(default: all)")
+    p.add_argument("--seed", type=int, default=0, help="attack random starts and the evaluated subset")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: next to the checkpoint: eval/, or eval_<catalog folder>/)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-sanity", dest="sanity", action="store_false",
+                   help="skip the sanity checks (not recommended)")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
+    p.set_defaults(func=_evaluate)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from deepshield.evaluation.report import load_runs, write_report
+    from deepshield.evaluation.tables import summary_table
+
+    cfg: ReportConfig = config_of(ReportConfig, args)
+    runs = load_runs(list(cfg.runs))
+    if cfg.out:
+        out = Path(cfg.out)
+    else:
+        parents = {Path(r).resolve().parent for r in cfg.runs}
+        out = (parents.pop() if len(parents) == 1 else Path.cwd()) / "report"
+    path = write_report(runs, out, title=cfg.title)
+    print(summary_table({run: res.to_json() for run, res in runs.items()}))
+    bad = [(run, c) for run, res in runs.items() for c in res.failed_checks]
+    for run, c in bad:
+        print(f"FAIL  {run}: {c['name']}: {c['detail']}")
+    if bad:
+        print(f"!! {len(bad)} SANITY CHECK(S) FAILED: robust accuracy of these runs is probably "
+              "overestimated")
+    print(f"report: {path.with_suffix('.html')} (and {path.name})")
+    return 0
+
+
+def add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="compare evaluated runs in one report",
+                       description="Read each run's eval results.json (RUN/results.json, "
+                                   "RUN/eval/results.json or RUN/*/results.json) and write one report.md + "
+                                   "report.html comparing them.")
+    p.add_argument("runs", nargs="+",
+                   help="run folders (or results.json files) evaluated with 'deepshield evaluate'")
+    p.add_argument("--out", default=None, help="output folder (default: report/ beside the runs)")
+    p.add_argument("--title", default="deepshield robustness comparison")
+    p.set_defaults(func=_report)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from deepshield.demo import run_demo
+
+    run_demo(config_of(DemoConfig, args))
+    return 0
+
+
+def add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="synthetic end-to-end: standard vs PGD training, robust report")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--n-train", type=positive_int, default=2000)
+    p.add_argument("--n-test", type=positive_int, default=500)
+    p.add_argument("--epochs", type=positive_int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
+    p.set_defaults(func=_demo)

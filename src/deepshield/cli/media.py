@@ -1,0 +1,130 @@
+"""Subcommands that read media: predict, preprocess, catalog merge."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from deepshield.cli.values import config_of, fraction_01, positive_int
+from deepshield.config import MergeConfig, PredictConfig, PreprocessConfig
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from deepshield.predict import Predictor, collect_inputs, exit_code, format_text, problem_lines, to_json
+
+    cfg: PredictConfig = config_of(PredictConfig, args)
+    files = collect_inputs(cfg.inputs)
+    predictor = Predictor(cfg)
+    for warning in predictor.warnings:
+        print(f"deepshield predict: warning: {warning}", file=sys.stderr)
+    results = [predictor.predict(f) for f in files]
+    if cfg.as_json:
+        print(json.dumps(to_json(results, cfg, predictor.settings), indent=1))
+    else:
+        print(format_text(results, cfg.threshold))
+    for line in problem_lines(results, predictor.settings):
+        print(f"deepshield predict: {line}", file=sys.stderr)
+    return exit_code(results)
+
+
+def add_predict(sub: argparse._SubParsersAction) -> None:
+    from deepshield.data.faces import DETECTORS
+    from deepshield.evaluation.metrics import AGGREGATIONS
+
+    p = sub.add_parser("predict", help="fake probability of videos or images",
+                       description="Detect and crop faces as preprocessing did for training, score them, and "
+                                   "print each video's fake probability (per frame with --json). Exit code 3 "
+                                   "when an input has no face, 2 when one cannot be read.")
+    p.add_argument("inputs", nargs="+", help="videos, images, or folders of them")
+    p.add_argument("--checkpoint", default="default",
+                   help="best.pt or last.pt of a training run, or 'default': the detector bundled with "
+                        "deepshield (see its model card) (default: default)")
+    p.add_argument("--json", dest="as_json", action="store_true", help="print JSON with per-frame scores")
+    p.add_argument("--frames", type=positive_int, default=None,
+                   help="frames sampled evenly per video (default: as preprocessed for training, else 32)")
+    p.add_argument("--detector", default=None, choices=list(DETECTORS),
+                   help="face detector (default: the checkpoint's, else mtcnn)")
+    p.add_argument("--margin", type=float, default=None,
+                   help="crop margin (default: the checkpoint's, else 1.3)")
+    p.add_argument("--shift", type=float, default=None,
+                   help="crop centre shift down, in face box sides (default: the checkpoint's, else 0)")
+    p.add_argument("--size", type=positive_int, default=None,
+                   help="crop size in px (default: the checkpoint's, else its image size)")
+    p.add_argument("--min-score", type=fraction_01, default=None,
+                   help="face detector confidence in [0, 1] (default: the checkpoint's, else 0.9)")
+    p.add_argument("--threshold", type=fraction_01, default=0.5,
+                   help="call FAKE at p(fake) >= this (default: 0.5)")
+    p.add_argument("--aggregate", default="mean", choices=list(AGGREGATIONS),
+                   help="frame scores -> video score (default: mean)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_predict)
+
+
+def _preprocess(args: argparse.Namespace) -> int:
+    from deepshield.data.preprocess import run_preprocess
+
+    cfg: PreprocessConfig = config_of(PreprocessConfig, args)
+    print(run_preprocess(cfg, progress=cfg.progress))
+    return 0
+
+
+def add_preprocess(sub: argparse._SubParsersAction) -> None:
+    from deepshield.data.faces import DETECTORS, FACE_SELECTORS
+    from deepshield.data.layouts import LAYOUTS
+
+    p = sub.add_parser("preprocess", help="videos -> face crops + catalog.csv (MTCNN; resumable, parallel)")
+    p.add_argument("root", help="dataset folder")
+    p.add_argument("--layout", required=True, choices=list(LAYOUTS),
+                   help="faces: pre-cropped face images (real/ and fake/, or a --metadata CSV)")
+    p.add_argument("--out", required=True, help="output folder (not inside ROOT/real or ROOT/fake)")
+    p.add_argument("--fps", type=float, default=None, help="frames per second to sample")
+    p.add_argument("--frames-per-video", type=positive_int, default=None,
+                   help="N evenly spaced frames per video (default: 32 when --fps is not given)")
+    p.add_argument("--size", type=positive_int, default=224, help="crop size in pixels (default: 224)")
+    p.add_argument("--margin", type=float, default=1.3,
+                   help="crop side = margin x face box side; < 1 zooms into the face (default: 1.3)")
+    p.add_argument("--shift", type=float, default=0.0,
+                   help="move the crop centre down by this fraction of the face box (default: 0)")
+    p.add_argument("--metadata", default=None,
+                   help="faces: CSV with file,label[,video,original] (default: ROOT/metadata.csv if present)")
+    p.add_argument("--split-ratios", default=None,
+                   help="train,val,test fractions for videos without an official split, assigned by group "
+                        "(a real video and its fakes together) (default: 0.8,0.1,0.1)")
+    p.add_argument("--faces", default="largest", choices=list(FACE_SELECTORS))
+    p.add_argument("--detector", default="mtcnn", choices=list(DETECTORS),
+                   help="face detector (default: mtcnn)")
+    p.add_argument("--workers", type=positive_int, default=1, help="parallel worker processes (default: 1)")
+    p.add_argument("--min-score", type=fraction_01, default=0.9,
+                   help="minimum detector confidence (default: 0.9)")
+    p.add_argument("--format", default="png", choices=["png", "jpg"])
+    p.add_argument("--quality", type=positive_int, default=95, help="JPEG quality (default: 95)")
+    p.add_argument("--compression", default=None, help="ffpp: keep only raw|c23|c40 (default: all)")
+    p.add_argument("--splits", default=None, help="ffpp: folder with the official train/val/test.json")
+    p.add_argument("--shard", default=None, help="K/N: process the K-th of N deterministic shards")
+    p.add_argument("--max-side", type=positive_int, default=640, help="detect on frames downscaled to this")
+    p.add_argument("--seed", type=int, default=0, help="seeds torch in each worker (default: 0)")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=_preprocess)
+
+
+def _catalog(args: argparse.Namespace) -> int:
+    from deepshield.data.catalog import merge_catalogs
+
+    cfg: MergeConfig = config_of(MergeConfig, args)
+    rows, errors = merge_catalogs(cfg.out, list(cfg.parts))
+    print(f"merged {len(cfg.parts)} catalogs into {cfg.out}: {rows} rows, {errors} errors")
+    return 0
+
+
+def add_catalog(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("catalog", help="catalog tools: merge shards")
+    p.add_argument("action", choices=["merge"])
+    p.add_argument("out", help="merged output folder")
+    p.add_argument("parts", nargs="+", help="preprocess output folders of the shards")
+    p.set_defaults(func=_catalog)
+
+
+# Subcommand -> (parser builder, the config its flags fill).

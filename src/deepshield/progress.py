@@ -31,8 +31,8 @@ class _LineProgress:
     """The tqdm subset our loops use, printing one summary line at the end instead of a live bar."""
 
     def __init__(self, iterable: Iterable[T] | None, desc: str, total: int | None, stream: TextIO,
-                 initial: int = 0, every_s: float = 60.0) -> None:
-        self.iterable, self.desc, self.stream = iterable, desc, stream
+                 initial: int = 0, every_s: float = 60.0, unit: str = "it", summary: bool = True) -> None:
+        self.iterable, self.desc, self.stream, self.unit, self.summary = iterable, desc, stream, unit, summary
         self.total = total if total is not None else _len(iterable)
         self.n, self.postfix, self.every_s = initial, "", every_s
         self.start: float | None = time.perf_counter()
@@ -51,7 +51,8 @@ class _LineProgress:
         if self.start is not None and now - self.last >= self.every_s:
             self.last = now
             of = f"/{self.total}" if self.total else ""
-            print(f"{self.desc}: {self.n}{of} after {now - self.start:.0f} s", file=self.stream, flush=True)
+            print(f"{self.desc}: {self.n}{of} {self.unit}s after {now - self.start:.0f} s", file=self.stream,
+                  flush=True)
 
     def set_postfix(self, **kwargs: Any) -> None:
         self.postfix = ", ".join(f"{k} {v}" for k, v in kwargs.items())
@@ -64,8 +65,9 @@ class _LineProgress:
             return
         seconds = time.perf_counter() - self.start
         self.start = None
-        tail = f"; {self.postfix}" if self.postfix else ""
-        print(f"{self.desc}: {self.n} in {seconds:.1f} s{tail}", file=self.stream, flush=True)
+        if self.summary:
+            tail = f"; {self.postfix}" if self.postfix else ""
+            print(f"{self.desc}: {self.n} {self.unit}s in {seconds:.1f} s{tail}", file=self.stream, flush=True)
 
     def __enter__(self) -> _LineProgress:
         return self
@@ -80,14 +82,19 @@ class _Silent(_LineProgress):
 
 
 def progress(iterable: Iterable[T] | None = None, *, desc: str = "", total: int | None = None,
-             enabled: bool = True, stream: TextIO | None = None, **tqdm_kwargs: Any) -> Any:
-    """A tqdm bar on a terminal, a one-line summary per stage elsewhere, nothing when not ``enabled``."""
+             enabled: bool = True, stream: TextIO | None = None, unit: str = "it", summary: bool = True,
+             **tqdm_kwargs: Any) -> Any:
+    """A tqdm bar on a terminal, a one-line summary per stage elsewhere, nothing when not ``enabled``.
+
+    ``summary=False``: off a terminal, only the once-a-minute lines (for stages whose caller logs its
+    own summary, such as training epochs)."""
     stream = stream or sys.stderr
     if not enabled:
         return _Silent(iterable, desc, total, stream, every_s=float("inf"))
     if interactive(stream):
-        return tqdm(iterable, desc=desc, total=total, file=stream, **tqdm_kwargs)
-    return _LineProgress(iterable, desc, total, stream, initial=int(tqdm_kwargs.get("initial", 0)))
+        return tqdm(iterable, desc=desc, total=total, file=stream, unit=unit, **tqdm_kwargs)
+    return _LineProgress(iterable, desc, total, stream, initial=int(tqdm_kwargs.get("initial", 0)), unit=unit,
+                         summary=summary)
 
 
 def _len(iterable: object) -> int | None:

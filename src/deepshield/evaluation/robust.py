@@ -148,7 +148,7 @@ def sweep(model: nn.Module, data: Dataset, spec: SweepSpec, device: torch.device
     has_vids, seen = True, 0
     start = time.perf_counter()
     with eval_mode(model):
-        for batch in progress_bar(loader, desc="robust eval", leave=False, enabled=progress):
+        for batch in progress_bar(loader, desc="robust eval", leave=False, enabled=progress, unit="batch"):
             x, y, v = split_batch(batch)
             x, y = x.to(device), y.to(device)
             p_clean = fake_probs(model, x)

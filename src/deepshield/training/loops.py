@@ -64,7 +64,8 @@ def train_epoch(
     """One pass over ``loader`` minimizing ``objective``; returns mean loss, accuracy and throughput."""
     model.train()
     total_loss, correct, seen, start = 0.0, 0, 0, time.perf_counter()
-    bar = progress_bar(loader, desc=desc, leave=False, enabled=progress)
+    # Off a terminal the epoch's metrics line is the summary; the bar adds only once-a-minute lines.
+    bar = progress_bar(loader, desc=desc, leave=False, enabled=progress, unit="batch", summary=False)
     for batch in bar:
         x, y, _ = split_batch(batch)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -118,7 +119,7 @@ def predict(
     model.eval()
     probs, labels, vids = [], [], []
     has_vids = True
-    for batch in progress_bar(loader, desc=desc, leave=False, enabled=progress):
+    for batch in progress_bar(loader, desc=desc, leave=False, enabled=progress, unit="batch"):
         x, y, v = split_batch(batch)
         x, y = x.to(device), y.to(device)
         if attack is not None:

@@ -202,7 +202,8 @@ def train(cfg: TrainConfig) -> TrainResult:
                                                "images_per_s": stats.images_per_s}, stats.images, info)
                 train_stats["images_per_s"] *= info.world_size
                 lr = optimizer.param_groups[0]["lr"]
-                metrics = {"epoch": epoch + 1, **train_stats, "eps": eps, "lr": lr,
+                adv_eps = {"eps": eps} if OBJECTIVES[cfg.adv].adversarial else {}  # the ε of this epoch
+                metrics = {"epoch": epoch + 1, **train_stats, **adv_eps, "lr": lr,
                            **validate(unwrap(net), val_ds, cfg, device, info, precision.autocast)}
                 # Log first: a kill before the checkpoint is redone on resume and its line dropped.
                 log.log(metrics, step=epoch + 1)

@@ -32,7 +32,8 @@ class _LineProgress:
 
     def __init__(self, iterable: Iterable[T] | None, desc: str, total: int | None, stream: TextIO,
                  initial: int = 0, every_s: float = 60.0, unit: str = "it", summary: bool = True) -> None:
-        self.iterable, self.desc, self.stream, self.unit, self.summary = iterable, desc, stream, unit, summary
+        self.iterable, self.desc, self.stream, self.summary = iterable, desc, stream, summary
+        self.units = unit + ("es" if unit.endswith(("ch", "s", "x")) else "s")
         self.total = total if total is not None else _len(iterable)
         self.n, self.postfix, self.every_s = initial, "", every_s
         self.start: float | None = time.perf_counter()
@@ -51,7 +52,7 @@ class _LineProgress:
         if self.start is not None and now - self.last >= self.every_s:
             self.last = now
             of = f"/{self.total}" if self.total else ""
-            print(f"{self.desc}: {self.n}{of} {self.unit}s after {now - self.start:.0f} s", file=self.stream,
+            print(f"{self.desc}: {self.n}{of} {self.units} after {now - self.start:.0f} s", file=self.stream,
                   flush=True)
 
     def set_postfix(self, **kwargs: Any) -> None:
@@ -67,7 +68,8 @@ class _LineProgress:
         self.start = None
         if self.summary:
             tail = f"; {self.postfix}" if self.postfix else ""
-            print(f"{self.desc}: {self.n} {self.unit}s in {seconds:.1f} s{tail}", file=self.stream, flush=True)
+            line = f"{self.desc}: {self.n} {self.units} in {seconds:.1f} s{tail}"
+            print(line, file=self.stream, flush=True)
 
     def __enter__(self) -> _LineProgress:
         return self

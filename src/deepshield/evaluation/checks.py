@@ -25,6 +25,7 @@ The extra attacks run on the first ``spec.sanity_n`` samples, compared on those 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -53,9 +54,10 @@ def noise_tolerance(n: int, z: float = 1.5) -> float:
 class _Subset:
     """The first ``spec.sanity_n`` samples: their labels, sweep scores, and extra attacks run on them."""
 
-    def __init__(self, model, data, spec: SweepSpec, results: SweepResult, device, batch_size):
+    def __init__(self, model, data, spec: SweepSpec, results: SweepResult, device, batch_size,
+                 log: Callable[[str], None] | None = None):
         n = min(len(data), spec.sanity_n, results.n)
-        self.model, self.spec, self.device, self.n = model, spec, device, n
+        self.model, self.spec, self.device, self.n, self.log = model, spec, device, n, log
         self.loader = DataLoader(Subset(data, range(n)), batch_size=batch_size, shuffle=False)
         self.labels = np.asarray(results.samples.labels[:n], dtype=int)
         self.scores = {k: np.asarray(v[:n]) for k, v in results.samples.scores.items()}
@@ -65,6 +67,11 @@ class _Subset:
 
     def run(self, attack) -> np.ndarray:
         """Per-sample robustness of this subset under ``attack`` (correct samples attacked, early stop)."""
+        if self.log is not None:  # these runs can take minutes on a CPU: say which one is running
+            budget = ", ".join(f"{k} {getattr(attack, k)}" for k in ("steps", "restarts", "queries")
+                               if hasattr(attack, k))
+            self.log(f"  sanity check: {attack.name} at ε = {eps_label(attack.eps, attack.norm)} ({budget}) "
+                     f"on {self.n} images")
         out = []
         for batch in self.loader:
             x, y, _ = split_batch(batch)
@@ -91,13 +98,15 @@ def _check(cid: str, name: str, passed: bool, detail: str, **extra) -> dict:
 
 
 def sanity_checks(model: nn.Module, data: Dataset, spec: SweepSpec, results: SweepResult,
-                  device: torch.device, batch_size: int = 128) -> list[dict]:
-    """Run every check that applies to ``spec`` on a ``sweep`` result; see the module docstring."""
+                  device: torch.device, batch_size: int = 128,
+                  log: Callable[[str], None] | None = None) -> list[dict]:
+    """Run every check that applies to ``spec`` on a ``sweep`` result; see the module docstring.
+    ``log`` gets a line before each extra attack runs."""
     with eval_mode(model):
-        return _run_checks(model, data, spec, results, device, batch_size)
+        return _run_checks(model, data, spec, results, device, batch_size, log)
 
 
-def _run_checks(model, data, spec, results, device, batch_size) -> list[dict]:
+def _run_checks(model, data, spec, results, device, batch_size, log=None) -> list[dict]:
     n = max(1, results.n)
     tol = noise_tolerance(n)
     by = {(r["attack"], r["eps"]): r for r in results.robust}
@@ -116,7 +125,7 @@ def _run_checks(model, data, spec, results, device, batch_size) -> list[dict]:
             "iterative_vs_single_step", f"{'/'.join(white)} at least as strong as {single[0]}", not bad,
             ", ".join(f"{eps_label(e, spec.norm)}: {min(by[(w, e)]['acc'] for w in white):.3f} vs "
                       f"{by[(single[0], e)]['acc']:.3f}" for e in eps_list)))
-    sub = _Subset(model, data, spec, results, device, batch_size)
+    sub = _Subset(model, data, spec, results, device, batch_size, log)
     checks.append(_blackbox_check(sub, spec, by, white, eps_list, tol))
     checks.append(_more_steps_check(sub, spec, white, eps_list))
     huge, ref = HUGE_EPS[spec.norm], reference_attack(ITERATIVE)

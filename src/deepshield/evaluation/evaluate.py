@@ -73,7 +73,8 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     if cfg.sanity:
         if cfg.progress:
             print(f"sanity checks on {min(len(data), spec.sanity_n)} images ...", flush=True)
-        checks = sanity_checks(model, data, spec, swept, device, batch_size=cfg.batch_size)
+        log = (lambda line: print(line, flush=True)) if cfg.progress else None
+        checks = sanity_checks(model, data, spec, swept, device, batch_size=cfg.batch_size, log=log)
     run = cfg.checkpoint if cfg.checkpoint in BUNDLED else Path(cfg.checkpoint).resolve().parent.name
     out = default_out(cfg)
     out.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ class _LineProgress:
     def __init__(self, iterable: Iterable[T] | None, desc: str, total: int | None, stream: TextIO,
                  initial: int = 0, every_s: float = 60.0, unit: str = "it", summary: bool = True) -> None:
         self.iterable, self.desc, self.stream, self.summary = iterable, desc, stream, summary
-        self.units = unit + ("es" if unit.endswith(("ch", "s", "x")) else "s")
+        self.unit, self.units = unit, unit + ("es" if unit.endswith(("ch", "s", "x")) else "s")
         self.total = total if total is not None else _len(iterable)
         self.n, self.postfix, self.every_s = initial, "", every_s
         self.start: float | None = time.perf_counter()
@@ -49,7 +49,8 @@ class _LineProgress:
     def update(self, n: int = 1) -> None:
         self.n += n
         now = time.perf_counter()
-        if self.start is not None and now - self.last >= self.every_s:
+        done = self.total is not None and self.n >= self.total  # close() says it
+        if self.start is not None and not done and now - self.last >= self.every_s:
             self.last = now
             of = f"/{self.total}" if self.total else ""
             print(f"{self.desc}: {self.n}{of} {self.units} after {now - self.start:.0f} s", file=self.stream,
@@ -68,7 +69,8 @@ class _LineProgress:
         self.start = None
         if self.summary:
             tail = f"; {self.postfix}" if self.postfix else ""
-            line = f"{self.desc}: {self.n} {self.units} in {seconds:.1f} s{tail}"
+            units = self.unit if self.n == 1 else self.units
+            line = f"{self.desc}: {self.n} {units} in {seconds:.1f} s{tail}"
             print(line, file=self.stream, flush=True)
 
     def __enter__(self) -> _LineProgress:

@@ -28,7 +28,7 @@ demo: $(STAMP)
 	$(BIN)/deepshield demo --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=10
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

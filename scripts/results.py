@@ -167,7 +167,7 @@ def _row(res: dict, attack: str, eps255: float) -> dict | None:
 
 
 def write_results(timings: dict) -> Path:
-    from deepshield.evaluation.report import checks_markdown, detail_markdown
+    from deepshield.evaluation.tables import checks_markdown, detail_markdown
 
     catalog = OUT / "faces" / "catalog.csv"
     splits: dict[str, list[int]] = {}

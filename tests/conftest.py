@@ -11,7 +11,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Under `pytest -n N` each worker gets its share of the cores: oversubscribed intra-op threads spin
+# against each other and made the suite 2x slower than running it in one process.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, (os.cpu_count() or 1) // _WORKERS)))
 
 DEV_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dev"
 

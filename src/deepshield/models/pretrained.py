@@ -91,8 +91,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise PretrainedError(f"pretrained weights file {path} not found; pass an existing file: a "
-                              "deepshield run's best.pt (train that run first), a "
-                              "torch.save(model.state_dict()) file, 'imagenet' (offline weights) or 'timm' "
+                              "deepshield run's best.pt (train that run first), a state-dict file "
+                              "(torch.save(model.state_dict())), 'imagenet' (offline weights) or 'timm' "
                               "(needs internet)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)

@@ -188,6 +188,13 @@ class EvalConfig:
     device: str = "auto"
     sanity: bool = True
     progress: bool = True
+    reencode: tuple[str, ...] = ("jpeg:75", "h264:23")  # score clean and adversarial faces after these
+    surrogate: str | None = None        # also craft on this checkpoint and score the evaluated one (transfer)
+    corruptions: bool = True            # rows under natural corruptions (JPEG, blur, noise, downscale)
+    defense: str | None = None          # input defenses, e.g. "jpeg:75,median:3" (threats.defenses)
+    adaptive: bool = True               # attack defenses adaptively (BPDA / EOT); False: flagged
+    eot: int | None = None              # EOT samples for attacks; None: 8 when the model is randomized
+    ensemble: tuple[str, ...] = ()      # more checkpoints averaged with --checkpoint
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -310,6 +317,56 @@ class MergeConfig:
     action: str
     out: str
     parts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class VideoAttackConfig:
+    """Settings of ``deepshield attack``: an adversarial video file against a detector's pipeline.
+
+    ``eps``, ``alpha``: L∞ budget and step in [0, 1] pixel units of the frames (α None: ε/8).
+    ``target``: the verdict to reach: ``real`` (evasion), ``fake`` (framing) or ``auto`` (the opposite
+    of the detector's verdict on the input). ``eot``: random transformations (re-encoding, rescale,
+    shift) averaged per step. ``crf``: x264 constant rate factor of the written mp4. ``surrogate``: craft
+    on this checkpoint, judge with ``checkpoint`` (a transfer attack). ``attack_frames``: ``all`` (the
+    perturbation of the nearest sampled frame is carried to every frame) or ``sampled`` (only the frames
+    the detector samples)."""
+
+    video: str
+    out: str
+    checkpoint: str = "default"
+    surrogate: str | None = None
+    eps: float = 4 / 255
+    alpha: float | None = None
+    steps: int = 50
+    eot: int = 4
+    target: str = "auto"
+    attack_frames: str = "all"
+    crf: int = 23
+    frames: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    as_json: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        checks = [
+            (0 < self.eps <= 1, f"--eps {self.eps:g}: must be in (0, 1] pixel units, e.g. 4/255"),
+            (self.alpha is None or 0 < self.alpha <= 1, f"--alpha {self.alpha}: must be in (0, 1]"),
+            (self.steps >= 1 and self.eot >= 1, "--steps and --eot must be >= 1"),
+            (self.target in ("auto", "real", "fake"), f"--target {self.target!r}: choose auto, real or fake"),
+            (self.attack_frames in ("all", "sampled"),
+             f"--attack-frames {self.attack_frames!r}: choose all or sampled"),
+            (0 <= self.crf <= 51, f"--crf {self.crf}: must be in 0..51 (x264; 23 is its default)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        if Path(self.out).expanduser().resolve() == Path(self.video).expanduser().resolve():
+            raise ConfigError(f"--out {self.out} is the input video; write the adversarial video elsewhere")
+
+    @property
+    def step_size(self) -> float:
+        return self.alpha if self.alpha is not None else self.eps / 8
 
 
 def _nested(cls: type) -> dict[str, type]:

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 
 class DeepshieldError(Exception):
-    """Base of every error that is the user's to fix; its message is one line naming the fix."""
+    """Base of every error that is the user's to fix; its message is one line naming the fix.
+    ``exit_code``: what the CLI exits with (2; 3 for "no face", as ``deepshield predict`` does)."""
+
+    exit_code = 2
 
 
 class ConfigError(DeepshieldError, ValueError):
@@ -22,6 +25,12 @@ class ConfigError(DeepshieldError, ValueError):
 
 class DataError(DeepshieldError, ValueError):
     """Input data that cannot be used as given (empty dataset, contradictory labels, bad JSON)."""
+
+
+class NoFaceError(DataError):
+    """A video or image in which the face detector found no face."""
+
+    exit_code = 3
 
 
 class MissingFileError(DeepshieldError, FileNotFoundError):
@@ -33,4 +42,4 @@ def unknown_name(kind: str, name: str, choices: object) -> ConfigError:
     return ConfigError(f"unknown {kind} {name!r}; choose from {', '.join(sorted(choices))}")  # type: ignore[arg-type]
 
 
-__all__ = ["ConfigError", "DataError", "DeepshieldError", "MissingFileError", "unknown_name"]
+__all__ = ["ConfigError", "DataError", "DeepshieldError", "MissingFileError", "NoFaceError", "unknown_name"]

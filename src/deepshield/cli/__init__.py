@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 from deepshield import __version__
 from deepshield.cli.learn import add_demo, add_evaluate, add_report, add_train
-from deepshield.cli.media import add_catalog, add_predict, add_preprocess
+from deepshield.cli.media import add_attack, add_catalog, add_predict, add_preprocess
 from deepshield.cli.values import Parser, UsageError, parse_eps
 from deepshield.config import (
     DemoConfig,
@@ -27,6 +27,7 @@ from deepshield.config import (
     PreprocessConfig,
     ReportConfig,
     TrainConfig,
+    VideoAttackConfig,
 )
 from deepshield.errors import DeepshieldError
 
@@ -39,6 +40,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], type]] =
     "demo": (add_demo, DemoConfig),
     "report": (add_report, ReportConfig), "predict": (add_predict, PredictConfig),
     "preprocess": (add_preprocess, PreprocessConfig), "catalog": (add_catalog, MergeConfig),
+    "attack": (add_attack, VideoAttackConfig),
 }
 
 
@@ -89,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("DEEPSHIELD_DEBUG"):
             raise
         print(f"{command}: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)
     except KeyboardInterrupt:
         print("interrupted; rerun the same command (with --resume for train) to continue", file=sys.stderr)
         return 130

@@ -12,6 +12,7 @@ from deepshield.cli.values import (
     parse_attacks,
     parse_eps,
     parse_eps_list,
+    parse_list,
     positive_int,
 )
 from deepshield.config import DemoConfig, EvalConfig, ReportConfig, TrainConfig
@@ -153,6 +154,24 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--no-sanity", dest="sanity", action="store_false",
                    help="skip the sanity checks (not recommended)")
+    p.add_argument("--reencode", type=parse_list, default=("jpeg:75", "h264:23"),
+                   help="also score clean and attacked faces after these real re-encodings: jpeg:QUALITY, "
+                        "h264:CRF, or 'none' (default: jpeg:75,h264:23)")
+    p.add_argument("--surrogate", default=None,
+                   help="also craft the gradient attacks on this checkpoint and score the evaluated one "
+                        "(transfer rows)")
+    p.add_argument("--no-corruptions", dest="corruptions", action="store_false",
+                   help="skip the natural-corruption rows (JPEG 30-90, blur, noise, downscale)")
+    p.add_argument("--defense", default=None,
+                   help="input defenses applied before the model, e.g. jpeg:75,median:3 (see "
+                        "deepshield.threats.defenses); attacked adaptively (BPDA/EOT)")
+    p.add_argument("--non-adaptive", dest="adaptive", action="store_false",
+                   help="attack a --defense through its plain forward pass (flagged: not a robustness claim)")
+    p.add_argument("--eot", type=positive_int, default=None,
+                   help="EOT draws per attack gradient (default: 8 when the randomness check finds the model "
+                        "randomized, else 1)")
+    p.add_argument("--ensemble", type=parse_list, default=(),
+                   help="more checkpoints whose probabilities are averaged with --checkpoint's")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(func=_evaluate)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from deepshield.cli.values import config_of, fraction_01, positive_int
-from deepshield.config import MergeConfig, PredictConfig, PreprocessConfig
+from deepshield.cli.values import config_of, fraction_01, non_negative_int, parse_eps, positive_int
+from deepshield.config import MergeConfig, PredictConfig, PreprocessConfig, VideoAttackConfig
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -128,3 +128,50 @@ def add_catalog(sub: argparse._SubParsersAction) -> None:
 
 
 # Subcommand -> (parser builder, the config its flags fill).
+
+
+def _attack(args: argparse.Namespace) -> int:
+    import json
+
+    from deepshield.threats.video_attack import attack_video, format_result
+
+    cfg: VideoAttackConfig = config_of(VideoAttackConfig, args)
+    result = attack_video(cfg)
+    print(json.dumps(result.to_json(), indent=1) if cfg.as_json else format_result(result))
+    return 0
+
+
+def add_attack(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("attack", help="an adversarial video file, judged after H.264 re-encoding",
+                       description="Perturb the face region of the frames the detector samples (in "
+                                   "frame pixels, through its crop and resize, against the video-level "
+                                   "score, with expectation over re-encoding, rescales and shifts), write an "
+                                   "H.264 mp4, and report what 'deepshield predict' says about the decoded "
+                                   "file. Exit code 3 when the input has no face, 2 when it cannot be read.")
+    p.add_argument("video", help="the video to attack")
+    p.add_argument("--out", required=True, help="the adversarial mp4 to write (never the input)")
+    p.add_argument("--checkpoint", default="default",
+                   help="the detector to fool (its crop settings define the pipeline) (default: default)")
+    p.add_argument("--surrogate", default=None,
+                   help="craft on this checkpoint instead and judge with --checkpoint (a transfer "
+                        "attack)")
+    p.add_argument("--eps", type=parse_eps, default=4 / 255,
+                   help="L-inf budget in frame pixels (default: 4/255)")
+    p.add_argument("--alpha", type=parse_eps, default=None, help="step size (default: eps/8)")
+    p.add_argument("--steps", type=positive_int, default=50, help="(default: 50)")
+    p.add_argument("--eot", type=positive_int, default=4,
+                   help="random re-encodings/rescales/shifts averaged per step (default: 4)")
+    p.add_argument("--target", default="auto", choices=["auto", "real", "fake"],
+                   help="verdict to reach; auto: the opposite of the detector's verdict (default: auto)")
+    p.add_argument("--attack-frames", default="all", choices=["all", "sampled"],
+                   help="all: carry each sampled frame's perturbation to the frames around it "
+                        "(default: all)")
+    p.add_argument("--crf", type=non_negative_int, default=23,
+                   help="x264 CRF of the written mp4 (default: 23)")
+    p.add_argument("--frames", type=positive_int, default=None,
+                   help="frames the detector samples (default: as for predict)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", dest="as_json", action="store_true", help="print the result as JSON")
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
+    p.set_defaults(func=_attack)

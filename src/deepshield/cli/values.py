@@ -73,6 +73,12 @@ def parse_attack_option(text: str) -> tuple[str, str, Any]:
     return attack, key, value
 
 
+def parse_list(text: str) -> tuple[str, ...]:
+    """``"a,b"`` -> ("a", "b"); ``"none"`` or ``""`` -> ()."""
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    return () if items in ((), ("none",)) else items
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

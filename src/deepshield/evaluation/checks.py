@@ -55,9 +55,10 @@ class _Subset:
     """The first ``spec.sanity_n`` samples: their labels, sweep scores, and extra attacks run on them."""
 
     def __init__(self, model, data, spec: SweepSpec, results: SweepResult, device, batch_size,
-                 log: Callable[[str], None] | None = None):
+                 log: Callable[[str], None] | None = None, attack_model=None):
         n = min(len(data), spec.sanity_n, results.n)
         self.model, self.spec, self.device, self.n, self.log = model, spec, device, n, log
+        self.attack_model = attack_model if attack_model is not None else model
         self.loader = DataLoader(Subset(data, range(n)), batch_size=batch_size, shuffle=False)
         self.labels = np.asarray(results.samples.labels[:n], dtype=int)
         self.scores = {k: np.asarray(v[:n]) for k, v in results.samples.scores.items()}
@@ -76,7 +77,7 @@ class _Subset:
         for batch in self.loader:
             x, y, _ = split_batch(batch)
             x, y = x.to(self.device), y.to(self.device)
-            _, p = attack_correct(self.model, x, y, attack)
+            _, p = attack_correct(self.model, x, y, attack, attack_model=self.attack_model)
             out.append(((p >= 0.5).long() == y).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0, dtype=bool)
 
@@ -86,7 +87,8 @@ class _Subset:
             x, y, _ = split_batch(batch)
             x = x.to(self.device).requires_grad_(True)
             with torch.enable_grad():
-                loss = nn.functional.cross_entropy(self.model(x).float(), y.to(self.device), reduction="sum")
+                logits = self.attack_model(x).float()  # the gradients the attacks see
+                loss = nn.functional.cross_entropy(logits, y.to(self.device), reduction="sum")
                 (grad,) = torch.autograd.grad(loss, x)
             zero += int((grad.flatten(1).abs().amax(1) == 0).sum())
             total += len(x)
@@ -99,14 +101,16 @@ def _check(cid: str, name: str, passed: bool, detail: str, **extra) -> dict:
 
 def sanity_checks(model: nn.Module, data: Dataset, spec: SweepSpec, results: SweepResult,
                   device: torch.device, batch_size: int = 128,
-                  log: Callable[[str], None] | None = None) -> list[dict]:
+                  log: Callable[[str], None] | None = None,
+                  attack_model: nn.Module | None = None) -> list[dict]:
     """Run every check that applies to ``spec`` on a ``sweep`` result; see the module docstring.
-    ``log`` gets a line before each extra attack runs."""
+    ``log`` gets a line before each extra attack runs; ``attack_model`` is what the sweep's attacks
+    differentiated (see ``robust.attack_correct``)."""
     with eval_mode(model):
-        return _run_checks(model, data, spec, results, device, batch_size, log)
+        return _run_checks(model, data, spec, results, device, batch_size, log, attack_model)
 
 
-def _run_checks(model, data, spec, results, device, batch_size, log=None) -> list[dict]:
+def _run_checks(model, data, spec, results, device, batch_size, log=None, attack_model=None) -> list[dict]:
     n = max(1, results.n)
     tol = noise_tolerance(n)
     by = {(r["attack"], r["eps"]): r for r in results.robust}
@@ -125,7 +129,7 @@ def _run_checks(model, data, spec, results, device, batch_size, log=None) -> lis
             "iterative_vs_single_step", f"{'/'.join(white)} at least as strong as {single[0]}", not bad,
             ", ".join(f"{eps_label(e, spec.norm)}: {min(by[(w, e)]['acc'] for w in white):.3f} vs "
                       f"{by[(single[0], e)]['acc']:.3f}" for e in eps_list)))
-    sub = _Subset(model, data, spec, results, device, batch_size, log)
+    sub = _Subset(model, data, spec, results, device, batch_size, log, attack_model)
     checks.append(_blackbox_check(sub, spec, by, white, eps_list, tol))
     checks.append(_more_steps_check(sub, spec, white, eps_list))
     huge, ref = HUGE_EPS[spec.norm], reference_attack(ITERATIVE)

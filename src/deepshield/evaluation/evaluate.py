@@ -10,12 +10,14 @@ import torch
 from deepshield.config import EvalConfig, TrainConfig
 from deepshield.data.datasets import build_eval_dataset
 from deepshield.errors import DataError
+from deepshield.evaluation.adaptive import threat_setup, with_ensemble
 from deepshield.evaluation.checks import sanity_checks
 from deepshield.evaluation.formatting import eps_label
 from deepshield.evaluation.plots import plot_gallery
 from deepshield.evaluation.report import write_json, write_report
 from deepshield.evaluation.results import EvalResult, GalleryImages, SweepResult
 from deepshield.evaluation.robust import sweep
+from deepshield.evaluation.threat_rows import Resized, build_channels, corruption_rows, transfer_rows
 from deepshield.models import build_model
 from deepshield.models.zoo import BUNDLED, resolve_checkpoint
 from deepshield.training.checkpoint import load_checkpoint
@@ -63,18 +65,30 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     start = time.perf_counter()
     device = select_device(cfg.device)
     model, train_cfg = load_model(cfg.checkpoint, device)
+    model = with_ensemble(model, cfg.ensemble, train_cfg.image_size, device)
     spec = cfg.sweep
     data = build_eval_dataset(cfg.dataset, image_size=train_cfg.image_size, n=cfg.n_test, seed=spec.seed,
                               max_videos=cfg.max_videos)
     if len(data) == 0:
         raise DataError(f"dataset {cfg.dataset!r} is empty; check the catalog path and split")
-    swept, images = sweep(model, data, spec, device, batch_size=cfg.batch_size, progress=cfg.progress)
-    checks = []
+    log = (lambda line: print(line, flush=True)) if cfg.progress else (lambda line: None)
+    setup = threat_setup(model, cfg, _first_images(data, cfg.batch_size, device))
+    swept, images = sweep(setup.scored, data, spec, device, batch_size=cfg.batch_size, progress=cfg.progress,
+                          attack_model=setup.attacked, channels=build_channels(cfg.reencode))
+    if cfg.surrogate:
+        log(f"transfer: crafting on {cfg.surrogate} ...")
+        surrogate, surrogate_cfg = load_model(cfg.surrogate, device)
+        swept.transfer = transfer_rows(setup.scored, Resized(surrogate, surrogate_cfg.image_size), data, spec,
+                                       device, surrogate_name=str(cfg.surrogate), batch_size=cfg.batch_size)
+    if cfg.corruptions:
+        log("natural corruptions ...")
+        swept.corruptions = corruption_rows(setup.scored, data, device, batch_size=cfg.batch_size,
+                                            seed=spec.seed)
+    checks = list(setup.checks)
     if cfg.sanity:
-        if cfg.progress:
-            print(f"sanity checks on {min(len(data), spec.sanity_n)} images ...", flush=True)
-        log = (lambda line: print(line, flush=True)) if cfg.progress else None
-        checks = sanity_checks(model, data, spec, swept, device, batch_size=cfg.batch_size, log=log)
+        log(f"sanity checks on {min(len(data), spec.sanity_n)} images ...")
+        checks += sanity_checks(setup.scored, data, spec, swept, device, batch_size=cfg.batch_size,
+                                log=log if cfg.progress else None, attack_model=setup.attacked)
     run = cfg.checkpoint if cfg.checkpoint in BUNDLED else Path(cfg.checkpoint).resolve().parent.name
     out = default_out(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -84,9 +98,19 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
         save_gallery(swept, images, out / "gallery.png", title=title)
     result = EvalResult(sweep=swept, checks=checks, run=run, checkpoint=str(cfg.checkpoint),
                         dataset=cfg.dataset, model=train_cfg.backbone, device=str(device),
-                        train_config=train_cfg.to_dict(),
+                        train_config=train_cfg.to_dict(), threat=setup.describe(),
                         seconds=time.perf_counter() - start, created=time.strftime("%Y-%m-%dT%H:%M:%S"),
                         out=out)
     write_json(result.to_json(), out / "results.json")
     write_report({run: result}, out, title=f"deepshield robustness report: {run} on {cfg.dataset}")
     return result
+
+
+def _first_images(data, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Up to ``batch_size`` images of ``data`` (for the randomness check)."""
+    from torch.utils.data import DataLoader
+
+    from deepshield.training.loops import split_batch
+
+    x, _, _ = split_batch(next(iter(DataLoader(data, batch_size=min(batch_size, 32), shuffle=False))))
+    return x.to(device)

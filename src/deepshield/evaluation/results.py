@@ -62,9 +62,13 @@ class SweepResult:
     seconds: float
     samples: Samples
     gallery: dict[str, Any] | None = None
+    reencoded: list[dict[str, Any]] = field(default_factory=list)   # rows after JPEG/H.264 re-encoding
+    transfer: list[dict[str, Any]] = field(default_factory=list)    # rows crafted on a surrogate model
+    corruptions: list[dict[str, Any]] = field(default_factory=list)  # clean rows under natural corruptions
 
     def to_json(self) -> dict[str, Any]:
         d = {"clean": self.clean, "robust": self.robust, "worst_case": self.worst_case,
+             "reencoded": self.reencoded, "transfer": self.transfer, "corruptions": self.corruptions,
              "spec": self.spec.to_dict(), "n": self.n, "seconds": self.seconds,
              "samples": self.samples.to_json()}
         if self.gallery is not None:
@@ -79,7 +83,9 @@ class SweepResult:
         return cls(clean=d["clean"], robust=list(d["robust"]), worst_case=list(d.get("worst_case", [])),
                    spec=SweepSpec.from_dict(d.get("spec", {})), n=int(d.get("n", d["clean"].get("n", 0))),
                    seconds=float(d.get("sweep_seconds", d.get("seconds", 0.0)) or 0.0),
-                   samples=Samples.from_json(d.get("samples", {})), gallery=d.get("gallery"))
+                   samples=Samples.from_json(d.get("samples", {})), gallery=d.get("gallery"),
+                   reencoded=list(d.get("reencoded", [])), transfer=list(d.get("transfer", [])),
+                   corruptions=list(d.get("corruptions", [])))
 
 
 @dataclass
@@ -95,6 +101,7 @@ class EvalResult:
     model: str = ""
     device: str = ""
     train_config: dict[str, Any] = field(default_factory=dict)
+    threat: dict[str, Any] = field(default_factory=dict)   # defense, randomized, EOT draws
     seconds: float = 0.0
     created: str = ""
     out: Path | None = None
@@ -103,7 +110,8 @@ class EvalResult:
         """The results.json dict (sweep fields at the top level, ``seconds`` = the whole evaluation)."""
         return {**self.sweep.to_json(), "sweep_seconds": self.sweep.seconds, "checks": self.checks,
                 "run": self.run, "checkpoint": self.checkpoint, "dataset": self.dataset, "model": self.model,
-                "device": self.device, "train_config": self.train_config, "seconds": self.seconds,
+                "device": self.device, "train_config": self.train_config, "threat": self.threat,
+                "seconds": self.seconds,
                 "created": self.created}
 
     @classmethod
@@ -113,6 +121,7 @@ class EvalResult:
                    run=str(d.get("run", "")), checkpoint=str(d.get("checkpoint", "")),
                    dataset=str(d.get("dataset", "")), model=str(d.get("model", "")),
                    device=str(d.get("device", "")), train_config=dict(d.get("train_config", {})),
+                   threat=dict(d.get("threat", {})),
                    seconds=float(d.get("seconds", 0.0) or 0.0), created=str(d.get("created", "")), out=out)
 
     @property

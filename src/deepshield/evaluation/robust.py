@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 
 import numpy as np
@@ -67,8 +67,12 @@ def _channels_last(model: nn.Module) -> bool:
 def attack_correct(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
     clean_probs: torch.Tensor | None = None, only_correct: bool = True,
+    attack_model: nn.Module | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attack the samples the model gets right; the others keep x. Returns (x_adv, P(fake) on x_adv)."""
+    """Attack the samples the model gets right; the others keep x. Returns (x_adv, P(fake) on x_adv).
+
+    ``attack_model``: what the attack computes gradients on, when it differs from the scored model (a
+    defense's BPDA/EOT version, or a surrogate for transfer); the result is scored on ``model``."""
     if x.dim() == 4 and _channels_last(model):
         # Our models run channels_last; feeding them NCHW makes every attack step convert (~20% slower).
         x = x.contiguous(memory_format=torch.channels_last)
@@ -78,7 +82,7 @@ def attack_correct(
     target = ((clean_probs >= 0.5).long() == y) if only_correct else torch.ones_like(y, dtype=torch.bool)
     idx = target.nonzero().squeeze(1)
     if len(idx):
-        xa = attack(model, x[idx], y[idx])
+        xa = attack(attack_model if attack_model is not None else model, x[idx], y[idx])
         x_adv[idx] = xa
         probs[idx] = fake_probs(model, xa)
     return x_adv, probs
@@ -127,13 +131,20 @@ def _gallery_attack(spec: SweepSpec) -> str:
     return next(iter(attacks_of_kind(ITERATIVE, spec.attacks)), spec.attacks[0])
 
 
+Channel = Callable[[torch.Tensor], torch.Tensor]
+
+
 def sweep(model: nn.Module, data: Dataset, spec: SweepSpec, device: torch.device, batch_size: int = 128,
-          progress: bool = False) -> tuple[SweepResult, GalleryImages | None]:
+          progress: bool = False, attack_model: nn.Module | None = None,
+          channels: dict[str, Channel] | None = None) -> tuple[SweepResult, GalleryImages | None]:
     """Clean metrics, one row per (attack, ε) and per-ε worst-case rows, per-sample scores, a gallery.
 
     One pass over ``data``; items are (x, y) or (x, y, video_id). ``data.video_methods`` (video id ->
     method), when present, adds per-method metrics. The model is left in the mode it came in. Returns
     the result and, apart (they are not part of results.json), the gallery's clean and attacked images.
+    ``attack_model``: what attacks differentiate (see :func:`attack_correct`). ``channels``: named
+    re-encodings (``"jpeg:75"`` -> function) each clean and adversarial batch also passes through before
+    it is scored, for the "after re-encoding" rows (``SweepResult.reencoded``).
     """
     loader = DataLoader(data, batch_size=batch_size, shuffle=False)
     eps_list = sorted(set(spec.eps))
@@ -143,6 +154,9 @@ def sweep(model: nn.Module, data: Dataset, spec: SweepSpec, device: torch.device
     gallery = _Gallery(spec.gallery)
     clean, labels, vids = [], [], []
     adv: dict = {k: [] for k in keys}
+    channels = channels or {}
+    through: dict = {(k, c): [] for k in [("clean", 0.0), *keys] for c in channels}
+    correct: list[np.ndarray] = []
     seconds = dict.fromkeys(keys, 0.0)
     attacked = dict.fromkeys(keys, 0)
     has_vids, seen = True, 0
@@ -152,10 +166,16 @@ def sweep(model: nn.Module, data: Dataset, spec: SweepSpec, device: torch.device
             x, y, v = split_batch(batch)
             x, y = x.to(device), y.to(device)
             p_clean = fake_probs(model, x)
+            correct.append(((p_clean >= 0.5).long() == y).cpu().numpy())
+            for c, fn in channels.items():
+                through[(("clean", 0.0), c)].append(fake_probs(model, fn(x)).cpu().numpy())
             for k in keys:
                 t0 = time.perf_counter()
-                x_adv, p_adv = attack_correct(model, x, y, attacks[k], p_clean, only_correct=spec.early_stop)
+                x_adv, p_adv = attack_correct(model, x, y, attacks[k], p_clean, only_correct=spec.early_stop,
+                                              attack_model=attack_model)
                 seconds[k] += time.perf_counter() - t0
+                for c, fn in channels.items():
+                    through[(k, c)].append(fake_probs(model, fn(x_adv)).cpu().numpy())
                 attacked[k] += int(((p_clean >= 0.5).long() == y).sum()) if spec.early_stop else len(y)
                 adv[k].append(p_adv.cpu().numpy())
                 if k == gallery_key and not gallery.full():
@@ -167,8 +187,32 @@ def sweep(model: nn.Module, data: Dataset, spec: SweepSpec, device: torch.device
             else:
                 vids.extend(str(i) for i in v)
             seen += len(y)
-    return _assemble(data, spec, keys, clean, labels, vids if has_vids else None, adv, seconds, attacked,
-                     gallery, gallery_key, time.perf_counter() - start)
+    result, images = _assemble(data, spec, keys, clean, labels, vids if has_vids else None, adv, seconds,
+                               attacked, gallery, gallery_key, time.perf_counter() - start)
+    result.reencoded = _reencoded_rows(result, through, np.concatenate(correct) if correct else np.zeros(0),
+                                       spec)
+    return result, images
+
+
+def _reencoded_rows(result: SweepResult, through: dict, correct: np.ndarray, spec: SweepSpec) -> list[dict]:
+    """Per (attack, ε) and channel: metrics after re-encoding, and the attack's success rate (attacked
+    samples misclassified) before and after it. ``clean`` rows: what re-encoding alone does."""
+    labels = np.asarray(result.samples.labels, dtype=int)
+    vids, methods = result.samples.video_ids, result.samples.methods
+    rows = []
+    for ((attack, eps), channel), parts in through.items():
+        probs = np.concatenate(parts) if parts else np.zeros(0)
+        base = "clean" if attack == "clean" else row_key(attack, eps, spec.norm)
+        key = f"{base}|{channel}"
+        result.samples.scores[key] = probs.tolist()
+        row = {"attack": attack, "eps": eps, "eps_255": round(eps * 255, 3), "norm": spec.norm, "key": key,
+               "channel": channel, **detection_metrics(labels, probs, vids, methods)}
+        if attack != "clean" and correct.any():
+            before = np.asarray(result.samples.scores[base])
+            row["success_before"] = float((~robust_mask(labels, before))[correct].mean())
+            row["success"] = float((~robust_mask(labels, probs))[correct].mean())
+        rows.append(row)
+    return rows
 
 
 def _assemble(data, spec, keys, clean, labels, vids, adv, seconds, attacked, gallery, gallery_key,

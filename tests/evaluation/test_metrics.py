@@ -13,6 +13,7 @@ from deepshield.evaluation.metrics import (
     per_method,
     roc_points,
     sample_methods,
+    tpr_at_fpr,
     video_metrics,
 )
 
@@ -34,6 +35,28 @@ def test_binary_metrics_by_hand():
     assert m["n"] == 6
 
 
+def test_tpr_at_1fpr_by_hand():
+    # Fewer than 100 reals: no false positive is allowed, so the threshold sits above the top real (0.7):
+    # at 0.8 the fakes 0.8, 0.9 are flagged, 0.3 is not.
+    m = binary_metrics(LABELS, PROBS)
+    assert m["tpr_at_1fpr"] == pytest.approx(2 / 3) and m["threshold_1fpr"] == pytest.approx(0.8)
+    # 100 reals 0.00 .. 0.99: one false positive (the real at 0.99) is allowed, two are not. Fakes at
+    # 0.995 and 0.985 pass the threshold 0.985; 0.97 and 0.5 would need it below the real at 0.98.
+    reals = np.arange(100) / 100
+    labels = [0] * 100 + [1] * 4
+    tpr, thr = tpr_at_fpr(labels, [*reals, 0.995, 0.985, 0.97, 0.5])
+    assert tpr == pytest.approx(0.5) and thr == pytest.approx(0.985)
+    # Ties: a fake scored like the reals cannot be separated from them.
+    tpr, thr = tpr_at_fpr([0] * 100 + [1, 1], [0.5] * 101 + [0.6])
+    assert tpr == pytest.approx(0.5) and thr == pytest.approx(0.6)
+    # No fake above the top real: nothing can be flagged.
+    tpr, thr = tpr_at_fpr([0, 0, 1], [0.9, 0.1, 0.5])
+    assert tpr == 0 and thr == math.inf
+    # Not the 0.5-threshold accuracy: all fakes are flagged at 0.3 while fake_acc (at 0.5) is 0.
+    m = binary_metrics([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4])
+    assert m["tpr_at_1fpr"] == 1.0 and m["fake_acc"] == 0.0 and m["threshold_1fpr"] == pytest.approx(0.3)
+
+
 def test_eer_interpolates_between_roc_points():
     # ROC: (0,0) (0,.5) (.5,.5) (.5,1) (1,1); fnr = fpr = 0.5 at threshold 0.6
     assert eer([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9]) == pytest.approx(0.5)
@@ -53,6 +76,7 @@ def test_eer_interpolates_between_roc_points():
 def test_one_class_gives_nan_ranking_metrics():
     m = binary_metrics([1, 1], [0.7, 0.2])
     assert m["acc"] == 0.5 and math.isnan(m["auc"]) and math.isnan(m["eer"]) and math.isnan(m["real_acc"])
+    assert math.isnan(m["tpr_at_1fpr"]) and math.isnan(m["threshold_1fpr"])
 
 
 def test_video_aggregation_groups_by_video_id():

@@ -47,6 +47,10 @@ def test_evaluate_writes_results_and_reports(evaluated, capsys):
     assert len(res["checks"]) >= 6 and all(c["passed"] for c in res["checks"]), res["checks"]
     assert "standard on synthetic, 64 images: clean acc" in out.out
     assert re.search(r"^  pgd 8/255 +acc \d\.\d{3}  AUC", out.out, re.M)
+    # Per direction: accuracy on fakes (evasion), on reals (framing), TPR at 1% FPR, for every row.
+    assert re.search(r"^  pgd 8/255 .*  fakes \d\.\d{3}  reals \d\.\d{3}  TPR@1%FPR (\d\.\d{3}|—)$",
+                     out.out, re.M)
+    assert all("tpr_at_1fpr" in r and "threshold_1fpr" in r for r in [res["clean"], *res["robust"]])
     assert "PASS  pgd: accuracy does not rise" in out.out
     assert "report:" in out.out
     html = (eval_dir / "report.html").read_text()
@@ -55,6 +59,12 @@ def test_evaluate_writes_results_and_reports(evaluated, capsys):
     assert "All" in html and "sanity checks passed" in html and "FAILED" not in html
     md = (eval_dir / "report.md").read_text()
     assert "![robust accuracy vs eps](robust_accuracy.png)" in md and "WARNING" not in md
+    assert "*standard by direction* — fakes / reals / TPR@1%FPR" in md
+    # The default evaluation re-encodes (jpeg:75, h264:23) and scores natural corruptions: their tables.
+    assert "*standard: After re-encoding*" in md and "| jpeg:75 | pgd | 8/255 |" in md
+    assert "*standard: Natural corruptions*" in md and "| blur2 |" in md and "Transfer" not in md
+    assert "<h4>After re-encoding</h4>" in html and "<h4>Natural corruptions</h4>" in html
+    assert "reals" in html and "TPR@1%FPR" in html
 
 
 def test_report_compares_runs_and_flags_failures(evaluated, tmp_path, capsys):
@@ -78,6 +88,32 @@ def test_report_compares_runs_and_flags_failures(evaluated, tmp_path, capsys):
     md = (out_dir / "report.md").read_text()
     assert "**WARNING: 1 sanity check(s) FAILED.**" in md and "gallery_masked.png" in md
     assert (out_dir / "gallery_standard.png").is_file()
+
+
+def test_threat_tables_render_only_what_a_run_has():
+    from deepshield.evaluation.html_report import render_html
+    from deepshield.evaluation.tables import console_summary, detail_markdown
+
+    def m(acc: float) -> dict:
+        return {"n": 8, "acc": acc, "auc": 0.9, "ap": 0.9, "eer": 0.1, "fake_acc": 0.25, "real_acc": 0.75,
+                "tpr_at_1fpr": 0.5}
+
+    res = {"clean": m(0.875), "spec": {"norm": "linf"}, "checks": [],
+           "robust": [{"attack": "pgd", "eps": 4 / 255, **m(0.5)}]}
+    plain = detail_markdown("r", res)
+    assert "| pgd | 0.250 / 0.750 / 0.500 |" in plain and "(clean: 0.250 / 0.750 / 0.500)" in plain
+    assert not any(t in plain for t in ("After re-encoding", "Transfer", "Natural corruptions"))
+    res["transfer"] = [{"attack": "pgd", "eps": 4 / 255, "transfer_from": "surrogate", "success": 0.3,
+                        **m(0.625)}]
+    res["corruptions"] = [{"name": "jpeg30", **m(0.75)}]
+    md = detail_markdown("r", res)
+    assert "| surrogate | pgd | 4/255 | 0.625 | 0.900 | 0.250 | 0.750 | 0.500 | 0.300 |" in md
+    assert "| none (clean) | 0.875 |" in md and "| jpeg30 | 0.750 |" in md and "After re-encoding" not in md
+    console = console_summary("r", res)
+    assert "surrogate pgd 4/255  acc 0.625" in console and "jpeg30        acc 0.750" in console
+    page = render_html({"r": res}, {}, "t", "now")
+    assert "<h4>Transfer</h4>" in page and "<td class='l'>surrogate</td>" in page
+    assert "<h4>After re-encoding</h4>" not in page
 
 
 def test_report_errors_are_one_line(tmp_path, capsys):

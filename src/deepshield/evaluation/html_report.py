@@ -8,7 +8,16 @@ from pathlib import Path
 
 from deepshield import __version__
 from deepshield.evaluation.formatting import eps_label, fmt, headline_rows
-from deepshield.evaluation.tables import SEVERITY_NOTE, attack_grid, failed_runs, method_rows, settings_line
+from deepshield.evaluation.tables import (
+    DIRECTION_NOTE,
+    DIRECTIONS,
+    SEVERITY_NOTE,
+    attack_grid,
+    failed_runs,
+    method_rows,
+    settings_line,
+    threat_tables,
+)
 
 CSS = """
 :root { --ok:#2e7d32; --bad:#c62828; --ink:#1f2933; --muted:#6b7785; --line:#e4e7eb; --bg:#f7f8fa; }
@@ -108,13 +117,36 @@ def _grid(run: str, res: dict) -> str:
             s = r.get("seconds")
             extra = "" if s is None else f" · {s:.0f}s" if s >= 10 else f" · {s:.1f}s"
             cells.append(f'<td class="cell" style="background:{_heat(r["acc"])}"><b>{fmt(r["acc"])}</b>'
-                         f'<small>AUC {fmt(r["auc"])}{extra}</small></td>')
+                         f'<small>AUC {fmt(r["auc"])}{extra}</small><small>{_directions(r)}</small></td>')
         name = f"<b>{_e(a)}</b>" if a == "worst-case" else _e(a)
         body.append(f'<tr><td class="l">{name}</td>{"".join(cells)}</tr>')
     clean = res["clean"]
     return (f"<h3>{_e(run)}</h3><table><tr><th class='l'>attack \\ ε</th>{head}</tr>{''.join(body)}</table>"
             f"<p class='note'>clean: accuracy {fmt(clean['acc'])}, AUC {fmt(clean.get('auc'))}, "
-            f"AP {fmt(clean.get('ap'))}, EER {fmt(clean.get('eer'))}</p>")
+            f"AP {fmt(clean.get('ap'))}, EER {fmt(clean.get('eer'))}, {_directions(clean)}. "
+            f"{_e(DIRECTION_NOTE)}.</p>" + _threat_tables(res))
+
+
+def _directions(m: dict) -> str:
+    """``fakes 0.120 · reals 0.910 · TPR@1%FPR 0.050``."""
+    return " · ".join(f"{label} {fmt(m.get(key))}" for label, key in DIRECTIONS)
+
+
+def _threat_tables(res: dict) -> str:
+    """The run's "After re-encoding", "Transfer" and "Natural corruptions" tables, those present."""
+    out = []
+    for t in threat_tables(res):
+        rows = "".join(_row(cells, t.keys) for cells in t.rows)
+        out.append(f"<h4>{_e(t.title)}</h4><table>{_row(t.header, t.keys, 'th')}{rows}</table>"
+                   f"<p class='note'>{_e(t.note)}.</p>")
+    return "".join(out)
+
+
+def _row(cells: list[str], keys: int, tag: str = "td") -> str:
+    """A table row; the first ``keys`` cells (the row's name) left-aligned."""
+    left = " class='l'"
+    return "<tr>" + "".join(f"<{tag}{left if i < keys else ''}>{_e(c)}</{tag}>"
+                            for i, c in enumerate(cells)) + "</tr>"
 
 
 def _methods_table(runs: dict[str, dict]) -> str:

@@ -39,11 +39,25 @@ def eer(labels: Sequence[int], probs: Sequence[float]) -> float:
     return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
 
 
-def binary_metrics(labels: Sequence[int], probs: Sequence[float], threshold: float = 0.5) -> dict[str, float]:
-    """n, acc, auc, ap, eer, real_acc (true-negative rate), fake_acc (true-positive rate).
+def tpr_at_fpr(labels: Sequence[int], probs: Sequence[float], max_fpr: float = 0.01) -> tuple[float, float]:
+    """(TPR on fakes, threshold) at the operating point that flags the most fakes while calling at most
+    ``max_fpr`` of the reals fake; a sample is flagged when its score >= threshold (inf: none can be).
+    (NaN, NaN) with one class."""
+    labels = np.asarray(labels, dtype=int)
+    if len(np.unique(labels)) < 2:
+        return float("nan"), float("nan")
+    fpr, tpr, thresholds = roc_curve(labels, np.asarray(probs, dtype=float), drop_intermediate=False)
+    i = int(np.flatnonzero(fpr <= max_fpr + 1e-12)[-1])  # fpr rises with i; index 0 is (0, 0) at inf
+    return float(tpr[i]), float(thresholds[i])
 
-    Ranking metrics (auc, ap, eer) are NaN when only one class is present; so is the accuracy of an
-    absent class.
+
+def binary_metrics(labels: Sequence[int], probs: Sequence[float], threshold: float = 0.5) -> dict[str, float]:
+    """n, acc, auc, ap, eer, real_acc (true-negative rate), fake_acc (true-positive rate), tpr_at_1fpr
+    (fakes flagged at the threshold that flags at most 1% of reals) and that threshold_1fpr.
+
+    Under attack, ``fake_acc`` is the fake->real (evasion) direction and ``real_acc`` the real->fake
+    (framing) direction. Ranking metrics (auc, ap, eer, tpr_at_1fpr, threshold_1fpr) are NaN when only
+    one class is present; so is the accuracy of an absent class.
     """
     labels, probs = np.asarray(labels, dtype=int), np.asarray(probs, dtype=float)
     pred = (probs >= threshold).astype(int)
@@ -56,6 +70,7 @@ def binary_metrics(labels: Sequence[int], probs: Sequence[float], threshold: flo
     out["eer"] = eer(labels, probs) if both else nan
     out["real_acc"] = float(hit[labels == 0].mean()) if (labels == 0).any() else nan
     out["fake_acc"] = float(hit[labels == 1].mean()) if (labels == 1).any() else nan
+    out["tpr_at_1fpr"], out["threshold_1fpr"] = tpr_at_fpr(labels, probs, 0.01)
     return out
 
 

@@ -3,16 +3,47 @@ report renders. Pure functions: no files, no plots, no other report module."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from deepshield.evaluation.formatting import eps_label, failed, fmt, headline_rows, norm_of, reference_eps
 
 SEVERITY_NOTE = ("Robust accuracy may be overestimated (gradient masking or a broken/weak attack); "
                  "do not report these numbers before the failure is understood.")
+DIRECTION_NOTE = ("fakes: accuracy on fakes, the fake→real (evasion) direction; reals: accuracy on reals, "
+                  "the real→fake (framing) direction; TPR@1%FPR: share of fakes caught at the threshold "
+                  "that flags 1% of reals")
+
+
+def attack_rows(res: dict) -> list[dict]:
+    """The white-box sweep's rows (robust, then worst case), without re-encoded or transfer rows."""
+    return [r for r in [*res["robust"], *res.get("worst_case", [])]
+            if "channel" not in r and "transfer_from" not in r]
+
+
+DIRECTIONS = (("fakes", "fake_acc"), ("reals", "real_acc"), ("TPR@1%FPR", "tpr_at_1fpr"))
+METRICS = (("acc", "acc"), ("AUC", "auc"), *DIRECTIONS)
+
+
+def directions(m: dict, sep: str = "  ") -> str:
+    """``fakes 0.120  reals 0.910  TPR@1%FPR 0.050`` for a metrics dict (row or clean)."""
+    return sep.join(f"{label} {fmt(m.get(key))}" for label, key in DIRECTIONS)
+
+
+class ThreatTable(NamedTuple):
+    """One extra table of a run: ``rows`` of cells under ``header``; the first ``keys`` cells name the row,
+    the rest are metrics."""
+
+    title: str
+    note: str
+    header: list[str]
+    rows: list[list[str]]
+    keys: int
 
 
 def columns(runs: dict[str, dict]) -> list[tuple[str, float]]:
     cols: list[tuple[str, float]] = []
     for res in runs.values():
-        for r in [*res["robust"], *res.get("worst_case", [])]:
+        for r in attack_rows(res):
             if (r["attack"], r["eps"]) not in cols:
                 cols.append((r["attack"], r["eps"]))
     return cols
@@ -25,7 +56,7 @@ def markdown_table(runs: dict[str, dict]) -> str:
     head = ["model", "clean acc", "clean AUC"] + [f"{a} {eps_label(e, norm)}" for a, e in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for run, res in runs.items():
-        by = {(r["attack"], r["eps"]): r["acc"] for r in [*res["robust"], *res.get("worst_case", [])]}
+        by = {(r["attack"], r["eps"]): r["acc"] for r in attack_rows(res)}
         cells = [run, fmt(res["clean"]["acc"]), fmt(res["clean"].get("auc"))]
         cells += [fmt(by.get(c)) for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
@@ -52,38 +83,103 @@ def summary_table(runs: dict[str, dict]) -> str:
 
 
 def console_summary(run: str, res: dict) -> str:
-    """Terminal lines: clean metrics, then accuracy and AUC per attack and ε (worst case last)."""
+    """Terminal lines: clean metrics, then per attack and ε (worst case last) accuracy, AUC, accuracy on
+    fakes and on reals, and TPR at 1% FPR; then re-encoding, transfer and corruption rows when present."""
     norm = res.get("spec", {}).get("norm", "linf")
     c = res["clean"]
     video = c.get("video", {}).get("mean")
     head = (f"{run} on {res.get('dataset', '?')}, {res.get('n', c['n'])} images: clean acc {fmt(c['acc'])}, "
             f"AUC {fmt(c.get('auc'))}" + (f", video AUC {fmt(video.get('auc'))}" if video else ""))
-    rows = [*res["robust"], *res.get("worst_case", [])]
-    width = max([len(f"{r['attack']} {eps_label(r['eps'], norm)}") for r in rows] + [0])
-    lines = [f"  {r['attack'] + ' ' + eps_label(r['eps'], norm):<{width}}  acc {fmt(r['acc'])}  "
-             f"AUC {fmt(r['auc'])}" for r in rows]
-    return "\n".join([head, *lines])
+    rows = attack_rows(res)
+    labels = [f"{r['attack']} {eps_label(r['eps'], norm)}" for r in rows]
+    width = max([len(label) for label in labels] + [5])
+    lines = [f"  {'clean':<{width}}  acc {fmt(c['acc'])}  AUC {fmt(c.get('auc'))}  {directions(c)}"]
+    lines += [f"  {label:<{width}}  acc {fmt(r['acc'])}  AUC {fmt(r['auc'])}  {directions(r)}"
+              for label, r in zip(labels, rows, strict=True)]
+    for t in threat_tables(res):
+        names = [" ".join(c for c in cells[:t.keys] if c != "—") for cells in t.rows]
+        width = max(len(n) for n in names)
+        lines.append(f"  {t.title}:")
+        for name, cells in zip(names, t.rows, strict=True):
+            values = zip(t.header[t.keys:], cells[t.keys:], strict=True)
+            lines.append(f"    {name:<{width}}  " + "  ".join(f"{h} {v}" for h, v in values))
+    return "\n".join([head, *lines, f"  {DIRECTION_NOTE}"])
 
 
 def attack_grid(res: dict) -> tuple[list[str], list[float], dict]:
-    rows = [*res["robust"], *res.get("worst_case", [])]
+    rows = attack_rows(res)
     attacks = list(dict.fromkeys(r["attack"] for r in rows))
     eps = sorted({r["eps"] for r in rows})
     return attacks, eps, {(r["attack"], r["eps"]): r for r in rows}
 
 
 def detail_markdown(run: str, res: dict) -> str:
-    """Attack × ε grid of one run: accuracy / AUC, and how long each took."""
+    """Attack × ε grid of one run (accuracy / AUC), the same grid by direction (accuracy on fakes / on
+    reals / TPR@1%FPR), and the run's re-encoding, transfer and corruption tables when present."""
     norm = res.get("spec", {}).get("norm", "linf")
     attacks, eps, by = attack_grid(res)
-    head = ["attack"] + [eps_label(e, norm) for e in eps]
-    lines = [f"**{run}** — accuracy / AUC under attack (clean: {fmt(res['clean']['acc'])} / "
-             f"{fmt(res['clean'].get('auc'))})", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for a in attacks:
-        cells = [a] + [f"{fmt(by[(a, e)]['acc'])} / {fmt(by[(a, e)]['auc'])}" if (a, e) in by else "—"
-                       for e in eps]
-        lines.append("| " + " | ".join(cells) + " |")
+    head = "| " + " | ".join(["attack"] + [eps_label(e, norm) for e in eps]) + " |"
+    rule = "|" + "---|" * (len(eps) + 1)
+    c = res["clean"]
+
+    def grid(keys: tuple[str, ...]) -> list[str]:
+        def cell(a: str, e: float) -> str:
+            return " / ".join(fmt(by[(a, e)].get(k)) for k in keys) if (a, e) in by else "—"
+
+        return [head, rule] + ["| " + " | ".join([a] + [cell(a, e) for e in eps]) + " |" for a in attacks]
+
+    lines = [f"**{run}** — accuracy / AUC under attack (clean: {fmt(c['acc'])} / {fmt(c.get('auc'))})", ""]
+    lines += grid(("acc", "auc"))
+    lines += ["", f"*{run} by direction* — fakes / reals / TPR@1%FPR (clean: "
+              f"{' / '.join(fmt(c.get(k)) for _, k in DIRECTIONS)}); {DIRECTION_NOTE}.", ""]
+    lines += grid(tuple(k for _, k in DIRECTIONS))
+    for t in threat_tables(res):
+        lines += ["", f"*{run}: {t.title}* — {t.note}", "", "| " + " | ".join(t.header) + " |",
+                  "|" + "---|" * len(t.header)]
+        lines += ["| " + " | ".join(cells) + " |" for cells in t.rows]
     return "\n".join(lines)
+
+
+def _metric_cells(m: dict) -> list[str]:
+    return [fmt(m.get(k)) for _, k in METRICS]
+
+
+def threat_tables(res: dict) -> list[ThreatTable]:
+    """The extra tables of the threat models a run was evaluated under, each only when present: "After
+    re-encoding" (``reencoded`` rows, or robust rows with a ``channel``), "Transfer" (``transfer`` rows, or
+    robust rows with ``transfer_from``), "Natural corruptions" (``corruptions`` rows with a ``name``)."""
+    norm = res.get("spec", {}).get("norm", "linf")
+    every = [*res.get("robust", []), *res.get("worst_case", [])]
+    metrics = [label for label, _ in METRICS]
+
+    def eps_of(r: dict) -> str:
+        return "—" if r.get("attack") == "clean" else eps_label(r["eps"], norm)
+
+    out = []
+    reenc = [*res.get("reencoded", []), *(r for r in every if "channel" in r)]
+    if reenc:
+        order = list(dict.fromkeys(str(r["channel"]) for r in reenc))  # channels in the order evaluated
+        reenc = sorted(reenc, key=lambda r: (order.index(str(r["channel"])), r["attack"] != "clean"))
+        rows = [[str(r["channel"]), str(r["attack"]), eps_of(r), *_metric_cells(r),
+                 f"{fmt(r.get('success_before'))} → {fmt(r.get('success'))}" if "success" in r else "—"]
+                for r in reenc]
+        out.append(ThreatTable("After re-encoding", "clean faces and each attack's output scored after a "
+                               "real JPEG/H.264 round trip; success: share of correctly classified faces "
+                               "the attack fools, before → after re-encoding",
+                               ["channel", "attack", "ε", *metrics, "success"], rows, 3))
+    transfer = [*res.get("transfer", []), *(r for r in every if "transfer_from" in r)]
+    if transfer:
+        rows = [[str(r["transfer_from"]), str(r["attack"]), eps_of(r), *_metric_cells(r),
+                 fmt(r.get("success"))] for r in transfer]
+        out.append(ThreatTable("Transfer", "attacks crafted on a surrogate model (from) and scored on this "
+                               "one; success: share of correctly classified faces fooled",
+                               ["from", "attack", "ε", *metrics, "success"], rows, 3))
+    if res.get("corruptions"):
+        rows = [["none (clean)", *_metric_cells(res["clean"])]]
+        rows += [[str(r["name"]), *_metric_cells(r)] for r in res["corruptions"]]
+        out.append(ThreatTable("Natural corruptions", "clean faces after a re-upload's processing, no "
+                               "attacker", ["corruption", *metrics], rows, 1))
+    return out
 
 
 def video_markdown(runs: dict[str, dict]) -> str:

@@ -126,7 +126,7 @@ def jpeg_diff(x: torch.Tensor, quality: int) -> torch.Tensor:
 
     Quantization uses Shin & Song's round(x) + (x - round(x))^3; the codec's 8-bit rounding of samples
     (after colour conversion, subsampling, IDCT and upsampling, and of the output) is kept in the value
-    with an identity gradient, which halves the error to real JPEG without shrinking the gradient.
+    with an identity gradient: closer to real JPEG (about -0.2 mean abs error) at no cost to the gradient.
     x: (N, 3, H, W) in [0, 1], any H, W (edge-padded to a multiple of 16, cropped back). Returns the same
     shape in [0, 1], on the 1/255 grid; gradients flow to x. Mean absolute difference to PIL's JPEG, in
     0..255 units: 0.7-1.2 at quality 30-95, up to 1.6 at quality 10 (photos and synthetic faces).

@@ -220,6 +220,7 @@ class PredictConfig:
     batch_size: int = 32
     device: str = "auto"
     as_json: bool = False
+    defense: str | None = None          # input defenses before the model, e.g. "jpeg:75" (threats.defenses)
 
 
 DEFAULT_FRAMES_PER_VIDEO = 32
@@ -323,7 +324,7 @@ class MergeConfig:
 class VideoAttackConfig:
     """Settings of ``deepshield attack``: an adversarial video file against a detector's pipeline.
 
-    ``eps``, ``alpha``: L∞ budget and step in [0, 1] pixel units of the frames (α None: ε/8).
+    ``eps``, ``alpha``: L∞ budget and step in [0, 1] pixel units of the frames (α None: ε/4).
     ``target``: the verdict to reach: ``real`` (evasion), ``fake`` (framing) or ``auto`` (the opposite
     of the detector's verdict on the input). ``eot``: random transformations (re-encoding, rescale,
     shift) averaged per step. ``crf``: x264 constant rate factor of the written mp4. ``surrogate``: craft
@@ -366,7 +367,7 @@ class VideoAttackConfig:
 
     @property
     def step_size(self) -> float:
-        return self.alpha if self.alpha is not None else self.eps / 8
+        return self.alpha if self.alpha is not None else self.eps / 4
 
 
 def _nested(cls: type) -> dict[str, type]:

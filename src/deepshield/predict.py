@@ -156,6 +156,10 @@ class Predictor:
         self.cfg = cfg
         self.device = select_device(cfg.device)
         self.model, self.train_cfg, raw = load_model_and_config(cfg.checkpoint, self.device)
+        if cfg.defense:
+            from deepshield.threats.defenses import DefendedModel, parse_defenses
+
+            self.model = DefendedModel(self.model, parse_defenses(cfg.defense), adaptive=False).eval()
         self.settings = face_settings(cfg, raw, self.train_cfg.image_size)
         self.warnings = setting_warnings(cfg, raw)
         self.geometry = self.settings.geometry

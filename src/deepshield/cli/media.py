@@ -58,6 +58,8 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                    help="call FAKE at p(fake) >= this (default: 0.5)")
     p.add_argument("--aggregate", default="mean", choices=list(AGGREGATIONS),
                    help="frame scores -> video score (default: mean)")
+    p.add_argument("--defense", default=None,
+                   help="input defenses applied to each face before the model, e.g. jpeg:75,median:3")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_predict)
@@ -157,7 +159,7 @@ def add_attack(sub: argparse._SubParsersAction) -> None:
                         "attack)")
     p.add_argument("--eps", type=parse_eps, default=4 / 255,
                    help="L-inf budget in frame pixels (default: 4/255)")
-    p.add_argument("--alpha", type=parse_eps, default=None, help="step size (default: eps/8)")
+    p.add_argument("--alpha", type=parse_eps, default=None, help="step size (default: eps/4)")
     p.add_argument("--steps", type=positive_int, default=50, help="(default: 50)")
     p.add_argument("--eot", type=positive_int, default=4,
                    help="random re-encodings/rescales/shifts averaged per step (default: 4)")

@@ -2,8 +2,9 @@
 
 A robustness number is only honest if the attack is adaptive (Athalye et al. 2018; Tramèr et al. 2020):
 
-- an input defense that is not differentiable (JPEG, median filter, bit-depth reduction) is attacked
-  through BPDA, its forward pass kept and its backward pass the identity;
+- an input defense that is not differentiable (JPEG, bit-depth reduction) is attacked through BPDA,
+  its forward pass kept and its backward pass the identity; a differentiable one (median filter,
+  resize-and-pad, noise) through its own gradient;
 - a randomized model (a random defense such as resize-and-pad or noise, or any model whose output
   changes between two runs on the same input: the *randomness check*) is attacked with expectation over
   transformation, gradients averaged over ``eot`` draws (8 by default when the check fires);

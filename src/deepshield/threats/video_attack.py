@@ -28,6 +28,7 @@ resized to the surrogate's input size): a transfer (black-box) attack on the tar
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -41,9 +42,19 @@ from deepshield.errors import DataError, NoFaceError
 from deepshield.evaluation.evaluate import load_model
 from deepshield.predict import MediaResult, Predictor
 from deepshield.progress import progress
-from deepshield.threats.reencode import h264_diff, jpeg_diff, psnr, read_video, ssim, write_video
+from deepshield.threats.reencode import (
+    h264_diff,
+    h264_roundtrip,
+    jpeg_diff,
+    jpeg_roundtrip,
+    psnr,
+    read_video,
+    ssim,
+    write_video,
+)
 
 TARGETS = {"real": 0, "fake": 1}
+STOP_AT = 0.85  # stop once the EOT-averaged video P(target) is this sure: a margin for the real codec
 
 
 @dataclass
@@ -59,13 +70,14 @@ class VideoAttackResult:
     p_fake_before: float
     p_fake_after: float
     p_fake_crafted: float       # the crafting model's video score on the perturbed frames, before encoding
+    p_fake_uncompressed: float  # the detector (real crop path) on the perturbed frames, before encoding
     psnr: float
     ssim: float
     frames_total: int
     frames_attacked: int
     faces_attacked: int
     eps_255: float
-    steps: int
+    steps: int                  # steps run (at most --steps; fewer once the crafting model is sure)
     eot: int
     crf: int
     surrogate: str | None
@@ -94,9 +106,13 @@ def attack_video(cfg: VideoAttackConfig) -> VideoAttackResult:
     model, image_size = (judge.model, judge.train_cfg.image_size) if cfg.surrogate is None else \
         _surrogate(cfg.surrogate, judge.device)
     torch.manual_seed(cfg.seed)
-    deltas, crafted = _craft(model, frames, faces, TARGETS[target], cfg, judge.settings.size, image_size,
-                             judge.device)
+    deltas, crafted, steps = _craft(model, frames, faces, TARGETS[target], cfg, judge.settings.size,
+                                    image_size, judge.device)
     adv = _apply(frames, faces, deltas, cfg.attack_frames)
+    # The real crop path (PIL resizes) on the perturbed frames before any encoding: what the file would
+    # score if the platform kept it losslessly.
+    crops = [judge._crop(adv[f.frame_index], f.box) for f in before.faces]
+    uncompressed = float(np.mean(judge._score(crops)))
     write_video(cfg.out, adv, fps, crf=cfg.crf)
     after = judge.predict(cfg.out)
     _check_scored(after, written=True)
@@ -105,11 +121,11 @@ def attack_video(cfg: VideoAttackConfig) -> VideoAttackResult:
     return VideoAttackResult(
         video=str(cfg.video), out=str(cfg.out), target=target.upper(), success=after.label == target.upper(),
         label_before=before.label, label_after=after.label, p_fake_before=float(before.p_fake),
-        p_fake_after=float(after.p_fake), p_fake_crafted=crafted,
+        p_fake_after=float(after.p_fake), p_fake_crafted=crafted, p_fake_uncompressed=uncompressed,
         psnr=float(np.mean([psnr(frames[i], decoded[i]) for i in sampled])),
         ssim=float(np.mean([ssim(frames[i], decoded[i]) for i in sampled])),
         frames_total=len(frames), frames_attacked=len(frames) if cfg.attack_frames == "all" else len(sampled),
-        faces_attacked=len(faces), eps_255=round(cfg.eps * 255, 3), steps=cfg.steps, eot=cfg.eot,
+        faces_attacked=len(faces), eps_255=round(cfg.eps * 255, 3), steps=steps, eot=cfg.eot,
         crf=cfg.crf, surrogate=cfg.surrogate, seconds=round(time.perf_counter() - start, 1))
 
 
@@ -129,11 +145,12 @@ def _faces(result: MediaResult, judge: Predictor, frames: list[np.ndarray]) -> l
     s = judge.settings
     out = []
     for face in result.faces:
-        if face.frame >= len(frames):
-            raise DataError(f"{result.path}: predict sampled frame {face.frame} but only {len(frames)} "
-                            "decode")
-        height, width = frames[face.frame].shape[:2]
-        out.append(_Face(face.frame, fit_square(square_box(face.box, s.margin, s.shift), width, height)))
+        if face.frame_index >= len(frames):
+            raise DataError(f"{result.path}: predict sampled frame {face.frame_index} but only "
+                            f"{len(frames)} decode")
+        height, width = frames[face.frame_index].shape[:2]
+        square = fit_square(square_box(face.box, s.margin, s.shift), width, height)
+        out.append(_Face(face.frame_index, square))
     return out
 
 
@@ -152,76 +169,103 @@ def _regions(frames: list[np.ndarray], faces: list[_Face], device: torch.device)
     return out
 
 
-def _model_input(region: torch.Tensor, crop_size: int, image_size: int) -> torch.Tensor:
-    """The crop predict feeds the model: the face square resized (bicubic) to the crop size, then
-    (bilinear) to the model's input size; [1, 3, S, S]."""
-    x = region.unsqueeze(0)
-    if x.shape[-1] != crop_size:
-        x = F.interpolate(x, size=(crop_size, crop_size), mode="bicubic", antialias=True, align_corners=False)
-    if crop_size != image_size:
-        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", antialias=True,
-                          align_corners=False)
-    return x.clamp(0, 1)
+def _resize(x: torch.Tensor, size: int, mode: str) -> torch.Tensor:
+    if x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode=mode, antialias=True, align_corners=False)
 
 
-def _transform(region: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """One EOT draw: re-encoding (JPEG 50–95 or the H.264 proxy at CRF 18–30), then a small rescale and
-    shift of the face square (what re-detection on a re-encoded, possibly rescaled video does)."""
-    x = region.unsqueeze(0)
+def _crops(regions: list[torch.Tensor], deltas: list[torch.Tensor], crop_size: int,
+           codec: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The perturbed face squares, passed through ``codec`` at frame resolution (where a platform's
+    encoder acts), resized (bicubic, as predict cuts them) to the crop size; [N, 3, C, C]."""
+    out = []
+    for r, d in zip(regions, deltas, strict=True):
+        x = (r + d).clamp(0, 1).unsqueeze(0)
+        out.append(_resize(codec(x) if codec is not None else x, crop_size, "bicubic"))
+    return torch.cat(out).clamp(0, 1)
+
+
+def _codec(gen: torch.Generator) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One EOT draw of the channel: real JPEG at quality 40–95, or real x264 intra coding at CRF 18–32
+    (inter-coded frames are quantized harder than intra ones, hence the range past 23). The forward
+    pass is the real codec; the backward pass goes through its differentiable proxy (BPDA with a
+    differentiable approximation, Athalye et al. 2018)."""
     if torch.rand((), generator=gen) < 0.5:
-        x = jpeg_diff(x, int(torch.randint(50, 96, (), generator=gen)))
+        quality = int(torch.randint(40, 96, (), generator=gen))
+        real, proxy = (lambda x: jpeg_roundtrip(x, quality)), (lambda x: jpeg_diff(x, quality))
     else:
-        x = h264_diff(x, int(torch.randint(18, 31, (), generator=gen)))
-    scale = 1 + (torch.rand((), generator=gen) * 0.12 - 0.06)
-    shift = torch.rand(2, generator=gen) * 0.06 - 0.03
-    theta = torch.tensor([[float(scale), 0.0, float(shift[0])], [0.0, float(scale), float(shift[1])]],
-                         dtype=x.dtype, device=x.device).unsqueeze(0)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+        crf = int(torch.randint(18, 33, (), generator=gen))
+        real, proxy = (lambda x: h264_roundtrip(x, crf)), (lambda x: h264_diff(x, crf))
+
+    def codec(x: torch.Tensor) -> torch.Tensor:
+        approx = proxy(x)
+        with torch.no_grad():
+            exact = real(x.detach())
+        return approx + (exact - approx).detach()
+
+    return codec
 
 
-def _video_loss(model: nn.Module, inputs: list[torch.Tensor], target: int) -> tuple[torch.Tensor, float]:
-    """-log of the video's mean P(target) (predict's ``mean`` aggregation), and that P(fake)."""
-    logits = model(torch.cat(inputs))
+def _transform(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A random rescale (±6%) and shift (±3%) per crop, as re-detection on a re-encoded, possibly
+    rescaled video would cut it."""
+    n = len(x)
+    scale = 1 + (torch.rand(n, generator=gen) * 0.12 - 0.06)
+    shift = torch.rand(n, 2, generator=gen) * 0.06 - 0.03
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0], theta[:, 1, 1], theta[:, :, 2] = scale, scale, shift
+    grid = F.affine_grid(theta.to(x), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _video_loss(model: nn.Module, crops: torch.Tensor, image_size: int,
+                target: int) -> tuple[torch.Tensor, float]:
+    """-log of the video's mean P(target) (predict's ``mean`` aggregation) on crops resized (bilinear)
+    to the model's input, and that mean P(target)."""
+    logits = model(_resize(crops, image_size, "bilinear").clamp(0, 1))
     p_target = torch.softmax(logits.float(), 1)[:, target].mean()
-    p_fake = float(p_target) if target == 1 else 1 - float(p_target)
-    return -torch.log(p_target.clamp_min(1e-12)), p_fake
+    return -torch.log(p_target.clamp_min(1e-12)), float(p_target.detach())
 
 
 def _craft(model: nn.Module, frames: list[np.ndarray], faces: list[_Face], target: int,
            cfg: VideoAttackConfig, crop_size: int, image_size: int,
-           device: torch.device) -> tuple[list[torch.Tensor], float]:
+           device: torch.device) -> tuple[list[torch.Tensor], float, int]:
     """Signed-gradient steps on the face squares (PGD in frame pixels), gradients averaged over ``eot``
-    transformations; returns the perturbations and the crafting model's final video P(fake)."""
+    transformations. Stops early once the EOT-averaged video P(target) reaches ``STOP_AT`` (a margin
+    for the real encoder). Returns the perturbations, the crafting model's video P(fake) on the
+    untransformed perturbed crops, and the steps run."""
     regions = _regions(frames, faces, device)
     deltas = [torch.zeros_like(r, requires_grad=True) for r in regions]
     gen = torch.Generator().manual_seed(cfg.seed)
-    was_training = model.training
+    was_training, steps = model.training, 0
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     try:
         for _ in progress(range(cfg.steps), desc="attack", enabled=cfg.progress, unit="step"):
+            p_eot = 0.0
             for _ in range(cfg.eot):
-                inputs = [_model_input(_transform((r + d).clamp(0, 1), gen), crop_size, image_size)
-                          for r, d in zip(regions, deltas, strict=True)]
-                loss, _ = _video_loss(model, inputs, target)
+                crops = _crops(regions, deltas, crop_size, _codec(gen))
+                loss, p_target = _video_loss(model, _transform(crops, gen), image_size, target)
                 (loss / cfg.eot).backward()
+                p_eot += p_target / cfg.eot
             with torch.no_grad():
                 for r, d in zip(regions, deltas, strict=True):
                     d -= cfg.step_size * d.grad.sign()
                     d.clamp_(-cfg.eps, cfg.eps)
                     d.copy_((r + d).clamp(0, 1) - r)  # stay inside the frame's [0, 1]
                     d.grad = None
+            steps += 1
+            if p_eot >= STOP_AT:
+                break
         with torch.no_grad():
-            inputs = [_model_input((r + d).clamp(0, 1), crop_size, image_size)
-                      for r, d in zip(regions, deltas, strict=True)]
-            _, p_fake = _video_loss(model, inputs, target)
+            _, p_target = _video_loss(model, _crops(regions, deltas, crop_size), image_size, target)
     finally:
         for p in model.parameters():
             p.requires_grad_(True)
         model.train(was_training)
-    return [d.detach() for d in deltas], p_fake
+    return [d.detach() for d in deltas], (p_target if target == 1 else 1 - p_target), steps
 
 
 def _apply(frames: list[np.ndarray], faces: list[_Face], deltas: list[torch.Tensor],
@@ -252,8 +296,8 @@ def format_result(r: VideoAttackResult) -> str:
     return "\n".join([
         f"{'SUCCESS' if r.success else 'FAILED'}: target {r.target}; {r.label_before} (p_fake "
         f"{r.p_fake_before:.3f}) -> {r.label_after} (p_fake {r.p_fake_after:.3f}) on the decoded H.264 file",
-        f"  {how}, eps {r.eps_255:g}/255, {r.steps} steps x EOT {r.eot}; crafted p_fake "
-        f"{r.p_fake_crafted:.3f} before encoding; CRF {r.crf}",
+        f"  {how}, eps {r.eps_255:g}/255, {r.steps} steps x EOT {r.eot}; p_fake before encoding "
+        f"{r.p_fake_uncompressed:.3f} (crafting model {r.p_fake_crafted:.3f}); CRF {r.crf}",
         f"  {r.faces_attacked} faces in {r.frames_attacked}/{r.frames_total} frames; PSNR {r.psnr:.1f} dB, "
         f"SSIM {r.ssim:.4f}; {r.seconds:.0f} s; wrote {r.out}",
     ])

@@ -14,7 +14,7 @@ robustness. ``median:3 (BPDA)`` attacks median with BPDA instead of torch's exac
 why median counts as differentiable. ``none`` is the undefended model; ``s`` is the row's seconds,
 training included.
 
-    python benchmarks/adaptive_eval.py                    # 256 images, eps 4/255, EOT 8 (a few minutes, 2 cores)
+    python benchmarks/adaptive_eval.py           # 256 images, eps 4/255, EOT 8 (a few minutes, 2 cores)
     python benchmarks/adaptive_eval.py --eps 8 --n 128
 """
 

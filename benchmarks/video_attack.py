@@ -70,8 +70,8 @@ def main() -> None:
     r = attack_video(cfg)
     seconds = time.perf_counter() - start
     print(f"\n720p 12.4 s real video -> FAKE (framing), 32 sampled frames, {r.steps} steps x EOT 4: "
-          f"{seconds:.0f} s end to end (target <= 300 s); p_fake {r.p_fake_before:.3f} -> {r.p_fake_after:.3f}, "
-          f"success {r.success}, PSNR {r.psnr:.1f} dB")
+          f"{seconds:.0f} s end to end (target <= 300 s); p_fake {r.p_fake_before:.3f} -> "
+          f"{r.p_fake_after:.3f}, success {r.success}, PSNR {r.psnr:.1f} dB")
     (out / "video_attack.json").write_text(json.dumps({"rows": rows, "framing_720p": r.to_json(),
                                                        "seconds_720p": seconds}, indent=1))
 

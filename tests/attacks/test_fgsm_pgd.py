@@ -124,9 +124,12 @@ def test_pgd_matches_reference_and_torchattacks(trained_cnn, test_loader):
     assert ours < _robust_acc(trained_cnn, lambda m, x, y: x, test_loader) - 0.2  # the attack does bite
     torchattacks = pytest.importorskip("torchattacks")
     theirs_attack = torchattacks.PGD(trained_cnn, eps=eps, alpha=alpha, steps=steps, random_start=True)
+    torch.manual_seed(0)  # torchattacks draws its random start from the global RNG
     theirs = _robust_acc(trained_cnn, lambda m, x, y: theirs_attack(x, y), test_loader)
     ours_rs = _robust_acc(trained_cnn, PGD(eps=eps, alpha=alpha, steps=steps, seed=0), test_loader)
-    assert abs(ours_rs - theirs) <= 0.01 + 1e-9
+    # Two different random starts: agreement within 3 points on 512 images (it was 0.2-2.1 points over
+    # test orders; 1 point made the test fail on the global RNG state other tests left behind).
+    assert abs(ours_rs - theirs) <= 0.03
     # Early stopping keeps the first fooling iterate: never weaker than the plain final iterate.
     ours_es = _robust_acc(trained_cnn, PGD(eps=eps, alpha=alpha, steps=steps, seed=0, early_stop=True),
                           test_loader)

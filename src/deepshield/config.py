@@ -130,7 +130,11 @@ class SweepSpec:
     ``sanity_n``: samples the sanity checks' extra attacks use; ``gallery``: faces kept for the report;
     ``seed``: attacks' random starts and the evaluated subset; ``options``: extra per-attack settings
     as ``(attack, key, value)`` triples (``--attack-option square.p_init=0.5``), so a new attack's
-    hyper-parameter needs no new field here.
+    hyper-parameter needs no new field here. ``reuse`` (with ``early_stop``): beyond the first
+    ``sanity_n`` samples, a face already fooled at a smaller ε or by a cheaper attack is not attacked
+    again (its fooling point lies inside the larger ball), so each row counts a face as fooled by this
+    attack or a cheaper one at ≤ ε; the first ``sanity_n`` faces are attacked independently, for the
+    sanity checks.
     """
 
     attacks: tuple[str, ...] = ("fgsm", "pgd")
@@ -144,6 +148,7 @@ class SweepSpec:
     sanity_n: int = 256
     gallery: int = 6
     options: tuple[tuple[str, str, Any], ...] = ()
+    reuse: bool = True
 
     def __post_init__(self) -> None:
         if not self.eps:

@@ -1,6 +1,8 @@
 """Robust sweep: AutoAttack protocol, per-video/method rows, and the sanity checks on a standard model
 and on deliberately gradient-masked ones."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -161,3 +163,23 @@ def test_black_box_beating_white_box_is_flagged():
     checks = {c["id"]: c for c in sanity_checks(model, data, spec, res, CPU)}
     assert not checks["blackbox_vs_whitebox"]["passed"]
     assert not checks["nonzero_gradients"]["passed"]
+
+
+def test_reuse_across_eps_and_attacks_is_never_weaker(trained_cnn, test_faces):
+    """Beyond the independent sanity subset, fooled faces keep their point; rows are at least as strong
+    as independent runs and monotone in ε, and the subset's scores are exactly the independent ones."""
+    spec = SweepSpec(attacks=("fgsm", "pgd"), eps=(1 / 255, 2 / 255, 4 / 255), steps=5, sanity_n=32,
+                     gallery=0)
+    reused, _ = sweep(trained_cnn, test_faces, spec, CPU)
+    independent, _ = sweep(trained_cnn, test_faces, replace(spec, reuse=False), CPU)
+    by_r = {(r["attack"], r["eps"]): r["acc"] for r in reused.robust}
+    by_i = {(r["attack"], r["eps"]): r["acc"] for r in independent.robust}
+    tol = noise_tolerance(len(test_faces))
+    for key, acc in by_r.items():
+        assert acc <= by_i[key] + tol, key
+    for a in spec.attacks:
+        accs = [by_r[(a, e)] for e in spec.eps]
+        assert accs == sorted(accs, reverse=True)  # a face fooled at a smaller ε stays fooled
+    assert by_r[("pgd", 4 / 255)] <= by_r[("fgsm", 4 / 255)]  # pgd's row counts what fgsm fooled too
+    for key, scores in reused.samples.scores.items():
+        assert scores[:32] == independent.samples.scores[key][:32]  # the sanity subset: independent

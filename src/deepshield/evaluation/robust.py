@@ -67,7 +67,7 @@ def _channels_last(model: nn.Module) -> bool:
 def attack_correct(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack,
     clean_probs: torch.Tensor | None = None, only_correct: bool = True,
-    attack_model: nn.Module | None = None,
+    attack_model: nn.Module | None = None, mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Attack the samples the model gets right; the others keep x. Returns (x_adv, P(fake) on x_adv).
 
@@ -80,6 +80,8 @@ def attack_correct(
         clean_probs = fake_probs(model, x)
     x_adv, probs = x.clone(), clean_probs.clone()
     target = ((clean_probs >= 0.5).long() == y) if only_correct else torch.ones_like(y, dtype=torch.bool)
+    if mask is not None:  # a subset of those (the rest keep x)
+        target = target & mask
     idx = target.nonzero().squeeze(1)
     if len(idx):
         xa = attack(attack_model if attack_model is not None else model, x[idx], y[idx])
@@ -148,7 +150,7 @@ def sweep(model: nn.Module, data: Dataset, spec: SweepSpec, device: torch.device
     """
     loader = DataLoader(data, batch_size=batch_size, shuffle=False)
     eps_list = sorted(set(spec.eps))
-    keys = [(a, e) for a in spec.attacks for e in eps_list]
+    keys = [(a, e) for e in eps_list for a in cascade_order(spec.attacks)]  # cheap and small first
     attacks = {k: make_attack(k[0], k[1], spec) for k in keys}
     gallery_key = (_gallery_attack(spec), max(eps_list)) if keys else None
     gallery = _Gallery(spec.gallery)
@@ -169,10 +171,14 @@ def sweep(model: nn.Module, data: Dataset, spec: SweepSpec, device: torch.device
             correct.append(((p_clean >= 0.5).long() == y).cpu().numpy())
             for c, fn in channels.items():
                 through[(("clean", 0.0), c)].append(fake_probs(model, fn(x)).cpu().numpy())
+            reuse = _Reuse(x, p_clean, seen, spec) if spec.reuse and spec.early_stop else None
             for k in keys:
                 t0 = time.perf_counter()
                 x_adv, p_adv = attack_correct(model, x, y, attacks[k], p_clean, only_correct=spec.early_stop,
-                                              attack_model=attack_model)
+                                              attack_model=attack_model,
+                                              mask=None if reuse is None else reuse.to_attack())
+                if reuse is not None:
+                    x_adv, p_adv = reuse.update(x_adv, p_adv, y)
                 seconds[k] += time.perf_counter() - t0
                 for c, fn in channels.items():
                     through[(k, c)].append(fake_probs(model, fn(x_adv)).cpu().numpy())
@@ -187,11 +193,48 @@ def sweep(model: nn.Module, data: Dataset, spec: SweepSpec, device: torch.device
             else:
                 vids.extend(str(i) for i in v)
             seen += len(y)
-    result, images = _assemble(data, spec, keys, clean, labels, vids if has_vids else None, adv, seconds,
+    rows_order = [(a, e) for a in spec.attacks for e in eps_list]
+    result, images = _assemble(data, spec, rows_order, clean, labels, vids if has_vids else None, adv,
+                               seconds,
                                attacked, gallery, gallery_key, time.perf_counter() - start)
     result.reencoded = _reencoded_rows(result, through, np.concatenate(correct) if correct else np.zeros(0),
                                        spec)
     return result, images
+
+
+def cascade_order(attacks: tuple[str, ...]) -> list[str]:
+    """``attacks`` cheapest first: single-step, then iterative (weaker rank first), then black-box."""
+    from deepshield.attacks import ATTACKS
+    from deepshield.attacks.base import KINDS
+
+    return sorted(attacks, key=lambda a: (KINDS.index(ATTACKS[a].kind), ATTACKS[a].rank))
+
+
+class _Reuse:
+    """Per batch, across the sweep's (ε ascending, cheap attack first) keys: which faces are already
+    fooled and by which point. A point that fooled the model at ε lies inside every larger ball, so a
+    fooled face keeps it instead of being attacked again. Faces among the first ``spec.sanity_n`` of
+    the data are always attacked independently (the sanity checks compare those runs)."""
+
+    def __init__(self, x: torch.Tensor, p_clean: torch.Tensor, start: int, spec: SweepSpec) -> None:
+        index = torch.arange(start, start + len(x), device=x.device)
+        self.independent = index < spec.sanity_n
+        self.fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        self.x_best, self.p_best = x.clone(), p_clean.clone()
+
+    def to_attack(self) -> torch.Tensor:
+        return self.independent | ~self.fooled
+
+    def update(self, x_adv: torch.Tensor, p_adv: torch.Tensor,
+               y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This key's points with the earlier fooling points reused; remembers the new ones."""
+        reused = self.fooled & ~self.independent
+        x_adv, p_adv = x_adv.clone(), p_adv.clone()
+        x_adv[reused], p_adv[reused] = self.x_best[reused], self.p_best[reused]
+        new = ((p_adv >= 0.5).long() != y) & ~self.fooled
+        self.x_best[new], self.p_best[new] = x_adv[new], p_adv[new]
+        self.fooled |= new
+        return x_adv, p_adv
 
 
 def _reencoded_rows(result: SweepResult, through: dict, correct: np.ndarray, spec: SweepSpec) -> list[dict]:

@@ -45,8 +45,9 @@ def naive(model, data, batch: int = 256) -> tuple[float, dict]:
             right = 0
             for i in range(0, len(x_all), batch):
                 x, y = x_all[i:i + batch], y_all[i:i + batch]
+                x_adv = attack(x, y)
                 with torch.no_grad():
-                    right += int((model(attack(x, y)).argmax(1) == y).sum())
+                    right += int((model(x_adv).argmax(1) == y).sum())
             acc[(name, eps)] = right / len(x_all)
     return time.perf_counter() - start, acc
 

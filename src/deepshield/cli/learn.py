@@ -137,6 +137,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--attack-option", dest="options", type=parse_attack_option, action="append", default=[],
                    metavar="ATTACK.SETTING=VALUE",
                    help="extra setting of one attack, e.g. square.p_init=0.5 (repeatable)")
+    p.add_argument("--no-reuse", dest="reuse", action="store_false",
+                   help="attack every face at every eps and attack independently (no reuse of fooling points "
+                        "beyond the sanity subset; slower, same protocol)")
     p.add_argument("--no-early-stop", dest="early_stop", action="store_false",
                    help="attack every image for all steps (slower; tighter AUC under attack)")
     p.add_argument("--sanity-n", type=positive_int, default=256,

@@ -17,12 +17,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, TypeVar
 
 from deepshield.attacks.base import BLACK_BOX, ITERATIVE, KINDS, SINGLE_STEP, Attack
-from deepshield.errors import unknown_name
+from deepshield.registry import Registry
 
 if TYPE_CHECKING:
     from deepshield.config import SweepSpec
 
-ATTACKS: dict[str, type[Attack]] = {}
+ATTACKS: Registry[type[Attack]] = Registry("attack")
 A = TypeVar("A", bound=type[Attack])
 
 
@@ -30,12 +30,10 @@ def register_attack(name: str):
     """Class decorator: add an :class:`Attack` subclass to ``ATTACKS`` under ``name``."""
 
     def register(cls: A) -> A:
-        if name in ATTACKS and ATTACKS[name] is not cls:
-            raise ValueError(f"attack name {name!r} is already registered by {ATTACKS[name].__name__}")
         if cls.kind not in KINDS:
             raise ValueError(f"{cls.__name__}.kind must be one of {KINDS}, got {cls.kind!r}")
+        ATTACKS.add(name, cls)
         cls.name = name
-        ATTACKS[name] = cls
         return cls
 
     return register
@@ -43,17 +41,13 @@ def register_attack(name: str):
 
 def build_attack(name: str, **kwargs: object) -> Attack:
     """Build a registered attack by name with its hyper-parameters (ε in [0, 1] pixel units)."""
-    if name not in ATTACKS:
-        raise unknown_name("attack", name, ATTACKS)
-    return ATTACKS[name](**kwargs)
+    return ATTACKS.lookup(name)(**kwargs)
 
 
 def build_eval_attack(name: str, eps: float, spec: SweepSpec) -> Attack:
     """An attack configured for robust evaluation by ``spec`` (its class's ``eval_kwargs``, then the
     spec's ``--attack-option`` settings for it)."""
-    if name not in ATTACKS:
-        raise unknown_name("attack", name, ATTACKS)
-    cls = ATTACKS[name]
+    cls = ATTACKS.lookup(name)
     kwargs = {**cls.eval_kwargs(eps, spec), **spec.options_for(name)}
     return cls(eps=eps, norm=spec.norm, seed=spec.seed, **kwargs)
 

@@ -15,22 +15,17 @@ from typing import TypeVar
 
 from torch import nn
 
+from deepshield.registry import Registry
+
 ModelFactory = Callable[..., nn.Module]
 F = TypeVar("F", bound=ModelFactory)
 
-MODELS: dict[str, ModelFactory] = {}
+MODELS: Registry[ModelFactory] = Registry("model")
 
 
 def register_model(name: str) -> Callable[[F], F]:
     """Decorator adding a model factory to :data:`MODELS` under ``name``."""
-
-    def register(factory: F) -> F:
-        if name in MODELS and MODELS[name] is not factory:
-            raise ValueError(f"model name {name!r} is already registered by {MODELS[name]!r}")
-        MODELS[name] = factory
-        return factory
-
-    return register
+    return MODELS.register(name)  # type: ignore[return-value]
 
 
 __all__ = ["MODELS", "ModelFactory", "register_model"]

@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2.functional import gaussian_blur
 
-from deepshield.errors import unknown_name
+from deepshield.registry import Registry
 from deepshield.threats.reencode import jpeg_roundtrip
 
 Corruption = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
-CORRUPTIONS: dict[str, Corruption] = {}
+CORRUPTIONS: Registry[Corruption] = Registry("corruption")
 
 
 def register_corruption(levels: Mapping[str, float]) -> Callable[[Callable[..., torch.Tensor]],
@@ -34,9 +34,7 @@ def register_corruption(levels: Mapping[str, float]) -> Callable[[Callable[..., 
 
     def register(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
         for name, level in levels.items():
-            if name in CORRUPTIONS:
-                raise ValueError(f"corruption name {name!r} is already registered")
-            CORRUPTIONS[name] = partial(fn, level=level)
+            CORRUPTIONS.add(name, partial(fn, level=level))
         return fn
 
     return register
@@ -44,9 +42,7 @@ def register_corruption(levels: Mapping[str, float]) -> Callable[[Callable[..., 
 
 def build_corruption(name: str) -> Corruption:
     """The registered corruption ``name`` (e.g. ``jpeg50``); ConfigError listing the choices otherwise."""
-    if name not in CORRUPTIONS:
-        raise unknown_name("corruption", name, CORRUPTIONS)
-    return CORRUPTIONS[name]
+    return CORRUPTIONS.lookup(name)
 
 
 @register_corruption({"jpeg30": 30, "jpeg50": 50, "jpeg70": 70, "jpeg90": 90})

@@ -30,6 +30,7 @@ from PIL import Image
 from torch import nn
 
 from deepshield.errors import ConfigError, unknown_name
+from deepshield.registry import Registry
 
 
 class Defense(nn.Module):
@@ -55,7 +56,7 @@ class Defense(nn.Module):
         return f"{self.arg}={self.value:g}"
 
 
-DEFENSES: dict[str, type[Defense]] = {}
+DEFENSES: Registry[type[Defense]] = Registry("defense")
 D = TypeVar("D", bound=type[Defense])
 
 
@@ -63,10 +64,8 @@ def register_defense(name: str):
     """Class decorator: add a :class:`Defense` subclass to ``DEFENSES`` under ``name``."""
 
     def register(cls: D) -> D:
-        if name in DEFENSES and DEFENSES[name] is not cls:
-            raise ValueError(f"defense name {name!r} is already registered by {DEFENSES[name].__name__}")
+        DEFENSES.add(name, cls)
         cls.name = name
-        DEFENSES[name] = cls
         return cls
 
     return register

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepshield.attacks import ATTACKS, FGSM, PGD
-from deepshield.errors import ConfigError, unknown_name
+from deepshield.errors import ConfigError
+from deepshield.registry import Registry
 from deepshield.training.distributed import unwrap
 
 
@@ -69,7 +70,7 @@ class ObjectiveSpec:
         return self.validate_with is not None
 
 
-OBJECTIVES: dict[str, ObjectiveSpec] = {}
+OBJECTIVES: Registry[ObjectiveSpec] = Registry("adversarial training method")
 
 
 def register_objective(name: str, validate_with: str | None = None, help: str = ""):
@@ -180,11 +181,10 @@ def mart(p: AdvParams) -> Objective:
 
 def build_objective(name: str, **settings: object) -> Objective:
     """Build a registered objective; settings are :class:`AdvParams` fields (eps, alpha, steps, beta)."""
-    if name not in OBJECTIVES:
-        raise unknown_name("adversarial training method", name, OBJECTIVES)
+    spec = OBJECTIVES.lookup(name)
     known = {f.name for f in fields(AdvParams)}
     unknown = sorted(set(settings) - known)
     if unknown:
         raise ConfigError(f"objective {name!r}: unknown setting(s) {', '.join(unknown)}; "
                           f"valid: {', '.join(sorted(known))}")
-    return OBJECTIVES[name].build(AdvParams(**settings))  # type: ignore[arg-type]
+    return spec.build(AdvParams(**settings))  # type: ignore[arg-type]

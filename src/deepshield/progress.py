@@ -35,7 +35,7 @@ class _LineProgress:
         self.iterable, self.desc, self.stream, self.summary = iterable, desc, stream, summary
         self.unit, self.units = unit, unit + ("es" if unit.endswith(("ch", "s", "x")) else "s")
         self.total = total if total is not None else _len(iterable)
-        self.n, self.postfix, self.every_s = initial, "", every_s
+        self.n, self.initial, self.postfix, self.every_s = initial, initial, "", every_s
         self.start: float | None = time.perf_counter()
         self.last = self.start
 
@@ -53,7 +53,11 @@ class _LineProgress:
         if self.start is not None and not done and now - self.last >= self.every_s:
             self.last = now
             of = f"/{self.total}" if self.total else ""
-            print(f"{self.desc}: {self.n}{of} {self.units} after {now - self.start:.0f} s", file=self.stream,
+            elapsed = now - self.start
+            left = ""
+            if self.total and self.n > self.initial:  # a linear estimate from this run's own pace
+                left = f", about {elapsed / (self.n - self.initial) * (self.total - self.n):.0f} s left"
+            print(f"{self.desc}: {self.n}{of} {self.units} after {elapsed:.0f} s{left}", file=self.stream,
                   flush=True)
 
     def set_postfix(self, **kwargs: Any) -> None:

@@ -125,6 +125,7 @@ def test_sanity_checks_pass_for_a_standard_model(trained_cnn, test_faces):
     ids = {c["id"] for c in checks}
     assert {"monotone:pgd", "monotone:square", "iterative_vs_single_step", "blackbox_vs_whitebox",
             "more_steps", "huge_eps", "nonzero_gradients"} <= ids
+    assert "monotone:fgsm" not in ids  # one step of size eps may overshoot: no claim rests on it
     assert not failed(checks), format_checks(checks)
     assert trained_cnn.training is False
 

@@ -13,14 +13,13 @@ Prints seconds, the ratio to the naive loop, and robust accuracy per ε (ours mu
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
+from machine import machine_line
 
 from deepshield.attacks import APGD
 from deepshield.config import SweepSpec, TrainConfig
@@ -63,12 +62,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1024, help="test faces (default: 1024)")
     ap.add_argument("--epochs", type=int, default=4, help="PGD-AT epochs of the SmallCNN (default: 4)")
     args = ap.parse_args()
-    flags = ""
-    if Path("/proc/cpuinfo").is_file():
-        have = next((ln.split(":", 1)[1].split() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                     if ln.startswith("flags")), [])
-        flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in have)
-    print(f"# sweep vs naive loop; {platform.machine()}, {torch.get_num_threads()} threads, flags: {flags}")
+    print(f"# sweep vs naive loop; {machine_line()}")
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(adv="pgd", eps=4 / 255, steps=5, epochs=args.epochs, image_size=32, n_train=4000,
                           n_val=500, out=tmp, progress=False)

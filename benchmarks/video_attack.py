@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+from machine import machine_line
 
 from deepshield.config import VideoAttackConfig
 from deepshield.threats.video_attack import attack_video
@@ -25,19 +24,6 @@ from deepshield.threats.video_attack import attack_video
 FFPP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dev" / "ffpp"
 FAKES = sorted((FFPP / "manipulated_sequences").glob("*/c23/videos/*.mp4"))
 VIDEO_720P = FFPP / "original_sequences/youtube/c23/videos/004.mp4"
-
-
-def cpu_flags() -> str:
-    flags = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in have)
-                break
-    except OSError:
-        pass
-    return f"{platform.machine()}, {torch.get_num_threads()} torch threads, flags: {flags or 'unknown'}"
 
 
 def main() -> None:
@@ -48,7 +34,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="deepshield-attack-"))
     out.mkdir(parents=True, exist_ok=True)
-    print(f"# deepshield attack, eps {args.eps:g}/255, 50 steps max, EOT 4, H.264 CRF 23; {cpu_flags()}")
+    print(f"# deepshield attack, eps {args.eps:g}/255, 50 steps max, EOT 4, H.264 CRF 23; {machine_line()}")
     print("| model | video | before | after (decoded H.264) | success | steps | PSNR dB | s |")
     print("|---|---|---|---|---|---|---|---|")
     rows = []

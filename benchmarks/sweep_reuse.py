@@ -2,8 +2,10 @@
 ε ∈ {1, 2, 4, 8}/255 on a PGD-AT-trained SmallCNN (most faces robust at small ε).
 
 - naive: one independent run per (attack, ε) on every face: torchattacks FGSM and PGD, ART APGD-CE;
-- ours, independent: ``sweep(reuse=False)`` (AutoAttack protocol: correct faces only, early stop);
-- ours: ``sweep()`` (also reuses fooling points across ε and attacks beyond the sanity subset).
+- ours, independent: ``sweep(reuse=False)`` (AutoAttack protocol: correct faces only, early stop; our
+  APGD);
+- ours: ``sweep()`` (beyond the sanity subset, also reuses fooling points across ε and attacks and
+  attacks only the survivors). The real-model version is ``benchmarks/sweep_vs_libraries.py``.
 
 Prints seconds, the ratio to the naive loop, and robust accuracy per ε (ours must be no higher).
 
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 from machine import machine_line
 
-from deepshield.attacks import APGD
+from deepshield.attacks.external import ARTAPGD
 from deepshield.config import SweepSpec, TrainConfig
 from deepshield.data.synthetic import SyntheticDeepfakeDataset
 from deepshield.evaluation.evaluate import load_model
@@ -39,7 +41,7 @@ def naive(model, data, batch: int = 256) -> tuple[float, dict]:
     for eps in EPS:
         attacks = {"fgsm": torchattacks.FGSM(model, eps=eps),
                    "pgd": torchattacks.PGD(model, eps=eps, alpha=2.5 * eps / 10, steps=10, random_start=True),
-                   "apgd": lambda x, y, eps=eps: APGD(eps=eps, steps=10, seed=0)(model, x, y)}
+                   "apgd": lambda x, y, eps=eps: ARTAPGD(eps=eps, steps=10, seed=0)(model, x, y)}
         for name, attack in attacks.items():
             right = 0
             for i in range(0, len(x_all), batch):

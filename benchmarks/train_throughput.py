@@ -1,112 +1,150 @@
-r"""Training throughput: our trainer's defaults vs a plain fp32 NCHW loop, and cached vs decoded crops.
+r"""Training throughput: our trainer (its measured precision and layout) vs a plain fp32 loop; crops.
 
 1. Models (same model, batch and in-memory data for every variant): images/s of a training step
    (forward, backward, AdamW) for
-   - ``plain``: fp32, NCHW weights and inputs, a hand-written PyTorch loop;
-   - ``default``: what ``deepshield train`` does by default: ``build_model`` (channels_last) and
-     ``build_precision(amp=None)`` (auto: bf16 only on CPUs with native bf16), run by the trainer's
-     ``train_epoch``;
-   The variants' steps are interleaved and the median step time is kept, so load from other
-   processes hits all of them alike. A separate, smaller check times forced bf16 autocast against fp32
-   (both through the trainer), which is what auto precision decides on.
+   - ``plain``: fp32, NCHW weights and inputs, a hand-written PyTorch loop (``torch.optim.AdamW``);
+   - ``trainer``: what ``deepshield train`` does: ``build_model``, ``build_precision`` with the run's
+     model (precision and layout by measurement: the probe's line is printed, with what it cost; a
+     fresh probe in a temporary cache unless ``--use-cache``), ``build_optimizer``, run by ``train_epoch``;
+   - ``trainer+compile`` (``--compile``): the same under ``torch.compile``; its first step (the
+     compilation) is reported apart, with the number of steps it takes to pay for itself.
+   Steps are interleaved (one of each variant per round) and the median step time is kept, so load
+   from other processes hits all variants alike; wall and CPU seconds (all threads of this process,
+   less disturbed by other jobs) are both reported, with the load average before and after.
 2. Data: images/s reading a catalog's crops through ``FaceCatalogDataset`` (no augmentation, and with
    the training augmentation) decoding PNG or JPEG files every epoch vs reading the memory-mapped
    cache filled in the first epoch. The crops are cut from ../shared/data/dev by ``deepshield
    preprocess`` unless ``--catalog`` is given.
 
-Prints tables; asserts nothing.
+Prints tables and the machine line; asserts nothing.
 
-    python benchmarks/train_throughput.py [--models resnet50,efficientnet_b0] [--image-size 224] \
-        [--batch-size 16] [--steps 3] [--bf16-size 64] [--catalog faces/catalog.csv] [--epochs 5] \
-        [--skip-models] [--skip-data]
+    python benchmarks/train_throughput.py --skip-data        # EfficientNet-Lite0, 128 px, batch 64
+    python benchmarks/train_throughput.py --skip-data --models resnet50 --image-size 224 --batch-size 32
+    python benchmarks/train_throughput.py --skip-models --catalog faces/catalog.csv
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from PIL import Image
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from deepshield.config import TrainConfig
-from deepshield.data.catalog import read_catalog, write_catalog
-from deepshield.data.datasets import FaceCatalogDataset
-from deepshield.data.transforms import build_train_transform
-from deepshield.models import build_model
-from deepshield.training.loops import train_epoch
-from deepshield.training.objectives import build_objective
-from deepshield.training.precision import build_precision, cpu_has_native_bf16
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from machine import machine_line  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from deepshield.config import TrainConfig  # noqa: E402
+from deepshield.data.catalog import read_catalog, write_catalog  # noqa: E402
+from deepshield.data.datasets import FaceCatalogDataset  # noqa: E402
+from deepshield.data.transforms import build_train_transform  # noqa: E402
+from deepshield.models import build_model  # noqa: E402
+from deepshield.training.loops import train_epoch  # noqa: E402
+from deepshield.training.objectives import build_objective  # noqa: E402
+from deepshield.training.optim import build_optimizer  # noqa: E402
+from deepshield.training.precision import build_precision, compile_model, cpu_has_native_bf16  # noqa: E402
 
 DEV_FFPP = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "ffpp"
+PLAIN = "plain fp32 NCHW"
 
 
-def _plain_step(model, opt, x, y) -> None:
-    opt.zero_grad(set_to_none=True)
-    F.cross_entropy(model(x), y).backward()
-    opt.step()
+def _load() -> str:
+    return " ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
 
 
-def _interleaved(variants: dict, steps: int, warmup: int) -> dict[str, float]:
-    """Median seconds per step of each variant; steps interleaved so background load hits all alike."""
+def _interleaved(variants: dict[str, Callable[[], None]], steps: int,
+                 warmup: int) -> dict[str, tuple[float, float, list[float]]]:
+    """Per variant: (median wall s, median CPU s, all wall s) per step; one step of each per round."""
     for step in variants.values():
         for _ in range(warmup):
             step()
-    times: dict[str, list[float]] = {k: [] for k in variants}
+    wall: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(steps):
         for label, step in variants.items():
+            t, c = time.perf_counter(), time.process_time()
+            step()
+            wall[label].append(time.perf_counter() - t)
+            cpu[label].append(time.process_time() - c)
+    return {k: (statistics.median(wall[k]), statistics.median(cpu[k]), wall[k]) for k in variants}
+
+
+def _plain(name: str, size: int, x, y, threads: int) -> Callable[[], None]:
+    torch.manual_seed(0)
+    model = build_model(name, image_size=size).to(memory_format=torch.contiguous_format).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        torch.set_num_threads(threads)  # threads are per process: each variant sets its own
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def _trainer(name: str, cfg: TrainConfig, x, y, compile_: bool = False):
+    """The trainer's step for ``name`` (precision and layout as ``deepshield train`` chooses them)."""
+    torch.manual_seed(0)
+    model = build_model(name, image_size=cfg.image_size)
+    prec = build_precision(cfg, torch.device("cpu"), model, total_steps=10**6)
+    prec.apply_layout(model)
+    opt = build_optimizer(model, cfg)
+    net = compile_model(model, compile_)
+    objective = build_objective("none")
+
+    def step() -> None:
+        torch.set_num_threads(prec.threads)
+        train_epoch(net, [(x, y)], objective, opt, torch.device("cpu"), autocast=prec.autocast,
+                    progress=False)
+
+    return step, prec
+
+
+def bench_models(names: list[str], size: int, batch: int, steps: int, warmup: int, compile_: bool) -> None:
+    torch.manual_seed(0)
+    x, y = torch.rand(batch, 3, size, size), torch.arange(batch) % 2
+    default = torch.get_num_threads()
+    print(f"\n## Training step, {size} px, batch {batch}, torch default {default} threads, "
+          f"CPU native bf16: {cpu_has_native_bf16()}; load average {_load()}", flush=True)
+    for name in names:
+        cfg = TrainConfig(backbone=name, image_size=size, batch_size=batch, lr=1e-3)
+        torch.set_num_threads(default)
+        t = time.perf_counter()
+        trainer_step, prec = _trainer(name, cfg, x, y)
+        print(f"{name}: {prec.message} [{time.perf_counter() - t:.1f} s to build and probe]", flush=True)
+        label = f"trainer ({prec.name}, {prec.layout}, {prec.threads} thr)"
+        variants = {f"{PLAIN}, {default} thr": _plain(name, size, x, y, default)}
+        if prec.threads != default:  # the same threads as the trainer: what precision and layout bring
+            variants[f"{PLAIN}, {prec.threads} thr"] = _plain(name, size, x, y, prec.threads)
+        variants[label] = trainer_step
+        if compile_:
+            step, _ = _trainer(name, cfg, x, y, compile_=True)
             t = time.perf_counter()
             step()
-            times[label].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
-def _trainer_step(name: str, prec, x, y):
-    model = build_model(name)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    objective = build_objective("none")
-    return lambda: train_epoch(model, [(x, y)], objective, opt, torch.device("cpu"), autocast=prec.autocast,
-                               scaler=prec.scaler, progress=False)
-
-
-def _plain_step_fn(name: str, x, y):
-    model = build_model(name).to(memory_format=torch.contiguous_format).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    return lambda: _plain_step(model, opt, x, y)
-
-
-def bench_models(names: list[str], size: int, batch: int, steps: int, warmup: int) -> None:
-    torch.manual_seed(0)
-    x, y = torch.rand(batch, 3, size, size), torch.arange(batch) % 2
-    auto = build_precision(TrainConfig(amp=None), torch.device("cpu"))
-    print(f"\n## Training step, {size} px, batch {batch}, {torch.get_num_threads()} threads, "
-          f"CPU native bf16: {cpu_has_native_bf16()}; auto precision here: {auto.name}")
-    print(f"{'model':<18}{'variant':<36}{'img/s':>8}{'s/step':>9}{'vs plain':>10}")
-    for name in names:
-        label = f"trainer default ({auto.name}, channels_last)"
-        variants = {"plain fp32 NCHW": _plain_step_fn(name, x, y), label: _trainer_step(name, auto, x, y)}
+            print(f"{name}: torch.compile: first step (compiling) {time.perf_counter() - t:.0f} s",
+                  flush=True)
+            variants[label + " + compile"] = step
         med = _interleaved(variants, steps, warmup)
-        base = med["plain fp32 NCHW"]
-        for variant, sec in med.items():
-            print(f"{name:<18}{variant:<36}{batch / sec:>8.1f}{sec:>9.2f}{base / sec:>9.2f}x", flush=True)
-
-
-def bench_bf16(name: str, size: int, batch: int, steps: int, warmup: int) -> None:
-    """Forced bf16 autocast vs fp32, both channels_last through the trainer (small: bf16 may crawl)."""
-    torch.manual_seed(0)
-    x, y = torch.rand(batch, 3, size, size), torch.arange(batch) % 2
-    cpu = torch.device("cpu")
-    fp32, bf16 = build_precision(TrainConfig(amp=False), cpu), build_precision(TrainConfig(amp=True), cpu)
-    med = _interleaved({"fp32": _trainer_step(name, fp32, x, y), "bf16": _trainer_step(name, bf16, x, y)},
-                       steps, warmup)
-    print(f"\n## bf16 check ({name}, {size} px, batch {batch}, channels_last, trainer step): "
-          f"fp32 {batch / med['fp32']:.1f} img/s, bf16 {batch / med['bf16']:.1f} img/s, "
-          f"bf16/fp32 speed {med['fp32'] / med['bf16']:.2f}x", flush=True)
+        wall0, cpu0, _ = next(iter(med.values()))
+        print(f"{'model':<22}{'variant':<44}{'img/s':>8}{'s/step':>8}{'vs plain':>10}{'CPU s':>8}"
+              f"{'vs plain':>10}  wall s per round")
+        for variant, (wall, cpu, rounds) in med.items():
+            print(f"{name:<22}{variant:<44}{batch / wall:>8.1f}{wall:>8.2f}{wall0 / wall:>9.2f}x{cpu:>8.2f}"
+                  f"{cpu0 / cpu:>9.2f}x  " + " ".join(f"{r:.2f}" for r in rounds), flush=True)
+        same = med[f"{PLAIN}, {prec.threads} thr"]
+        print(f"{name}: trainer vs plain fp32 NCHW at the same {prec.threads} thread(s): "
+              f"{same[0] / med[label][0]:.2f}x wall, {same[1] / med[label][1]:.2f}x CPU "
+              "(precision and layout alone)", flush=True)
+    torch.set_num_threads(default)
+    print(f"load average after: {_load()}")
 
 
 def make_catalog(out: Path, size: int, frames: int) -> Path:
@@ -162,29 +200,33 @@ def bench_data(catalog: Path, size: int, epochs: int, cache_root: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="resnet50,efficientnet_b0")
-    ap.add_argument("--image-size", type=int, default=224)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=3, help="timed steps per variant (after warm-up)")
+    ap.add_argument("--models", default="tf_efficientnet_lite0",
+                    help="comma-separated (default: the bundled model's EfficientNet-Lite0)")
+    ap.add_argument("--image-size", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=5, help="timed rounds (one step of each variant per round)")
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--bf16-size", type=int, default=64,
-                    help="image size of the forced-bf16 check (0: skip; bf16 is emulated on CPUs without it)")
-    ap.add_argument("--bf16-batch", type=int, default=4)
+    ap.add_argument("--compile", action="store_true", help="also time the trainer under torch.compile")
+    ap.add_argument("--use-cache", action="store_true",
+                    help="use this machine's precision cache (default: probe afresh in a temporary one)")
     ap.add_argument("--catalog", type=Path, default=None, help="a catalog.csv (default: cut from dev data)")
     ap.add_argument("--frames", type=int, default=4, help="crops per dev video when cutting them")
     ap.add_argument("--epochs", type=int, default=5, help="timed epochs over the crops")
     ap.add_argument("--skip-models", action="store_true")
     ap.add_argument("--skip-data", action="store_true")
     args = ap.parse_args()
-    if not args.skip_models:
-        models = [m for m in args.models.split(",") if m]
-        bench_models(models, args.image_size, args.batch_size, args.steps, args.warmup)
-        if args.bf16_size:
-            bench_bf16(models[-1], args.bf16_size, args.bf16_batch, args.steps, args.warmup)
-    if not args.skip_data:
-        with tempfile.TemporaryDirectory() as tmp:
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.use_cache:
+            os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "xdg")
+        if not args.skip_models:
+            models = [m for m in args.models.split(",") if m]
+            bench_models(models, args.image_size, args.batch_size, args.steps, args.warmup, args.compile)
+        if not args.skip_data:
             catalog = args.catalog or make_catalog(Path(tmp) / "faces", args.image_size, args.frames)
             bench_data(catalog, args.image_size, args.epochs, Path(tmp) / "cache")
+    print(f"\n{machine_line()}; {time.perf_counter() - start:.0f} s in all (timings are noisy on a shared "
+          "machine: compare the ratios, and the CPU-time ones when the load average is high)")
 
 
 if __name__ == "__main__":

@@ -35,10 +35,15 @@ OUT = Path("runs/results")
 DEV = Path("../shared/data/dev")
 DFDC = DEV / "dfdc_faces"
 FFPP = DEV / "ffpp"
-RECIPES = ("dfdc-faces-standard", "dfdc-faces-fast-at", "dfdc-faces-pgd-at")
+RECIPES = ("dfdc-faces-standard", "dfdc-faces-fast-at", "dfdc-faces-pgd-at", "dfdc-faces-sbi",
+           "dfdc-faces-sbi+fakes", "dfdc-faces-sbi-pgd-at")
+# Trained from self-blended pseudo-fakes (SBI): compared with the standard model in and across datasets.
+SBI_RECIPES = ("dfdc-faces-sbi", "dfdc-faces-sbi+fakes", "dfdc-faces-sbi-pgd-at")
 # Not swept with PGD/APGD/Square: fast AT collapses to chance here (validation PGD accuracy 7%), and the
 # sweep costs ~15 min per model on 2 cores (Square dominates); its FGSM rows on the full test split remain.
-NO_ROBUST_SWEEP = {"dfdc-faces-fast-at"}
+# The SBI models without adversarial training are there for the cross-dataset comparison, not robustness.
+NO_ROBUST_SWEEP = {"dfdc-faces-fast-at", "dfdc-faces-sbi", "dfdc-faces-sbi+fakes"}
+FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 EPS = "1/255,2/255,4/255"
 ROBUST_VIDEOS = 200      # robust sweep subset of the test split (label-balanced, seeded)
 # Square (black-box, ART) runs in the sanity check only: at 4/255 on its 128 faces. In the sweep it took
@@ -85,8 +90,16 @@ def stages() -> list[tuple[str, list[str], Path | None, Path | None]]:
     return out
 
 
-def run_stages(timings: dict) -> None:
+def stage_recipe(name: str) -> str | None:
+    """The recipe a stage belongs to (its name contains the recipe name as a word), or None."""
+    return next((w for w in name.replace("(", " ").split() if w in RECIPES), None)
+
+
+def run_stages(timings: dict, only: set[str] | None = None) -> None:
+    """Run the stages (all, or those of the recipes ``only``), skipping the ones already done."""
     for name, cmd, output, source in stages():
+        if only is not None and stage_recipe(name) not in only:
+            continue
         if output is not None and output.is_file() and source is not None and source.is_file() \
                 and output.stat().st_mtime > source.stat().st_mtime:
             print(f"== {name}: done ({output})", flush=True)
@@ -102,7 +115,8 @@ def run_stages(timings: dict) -> None:
             subprocess.run(cmd, check=True)
         timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 1)  # resumed: summed
         _save_json(OUT / "timings.json", timings)
-    if "predict one 720p video" not in timings or not (OUT / "predict_time.json").is_file():
+    timed = "predict one 720p video" in timings and (OUT / "predict_time.json").is_file()
+    if only is None and not timed:
         timings["predict one 720p video"] = time_predict()
 
 
@@ -152,13 +166,27 @@ def _ffpp_auc(pred: dict | None) -> tuple[float | None, list[tuple[str, int, flo
     rows = []
     for r in pred["results"]:
         label = 0 if "original_sequences" in r["path"] else 1
-        name = r["path"].split("/c23/videos/")[-1]
+        parts = r["path"].split("/")  # .../<method>/c23/videos/<file>
+        name = f"{'original' if label == 0 else parts[-4]}/{parts[-1]}"
         rows.append((name, label, r["p_fake"]))
     scored = [(lab, p) for _, lab, p in rows if p is not None]
     if len({a for a, _ in scored}) < 2:
         return None, rows
     auc = roc_auc_score([a for a, _ in scored], [p for _, p in scored])
     return auc, rows
+
+
+def _ffpp_method_auc(rows: list[tuple[str, int, float | None]]) -> dict[str, float | None]:
+    """Video AUC of each FF++ method's fake videos against all the real ones (None when unscored)."""
+    from sklearn.metrics import roc_auc_score
+
+    out: dict[str, float | None] = {}
+    for method in FFPP_METHODS:
+        picked = [(lab, p) for name, lab, p in rows
+                  if p is not None and (lab == 0 or name.startswith(f"{method}/"))]
+        labels = [lab for lab, _ in picked]
+        out[method] = roc_auc_score(labels, [p for _, p in picked]) if len(set(labels)) == 2 else None
+    return out
 
 
 def _row(res: dict, attack: str, eps255: float) -> dict | None:
@@ -254,6 +282,7 @@ def write_results(timings: dict) -> Path:
         cells = [_f(ffpp[n][1][i][2]) if ffpp[n][1] else "—" for n in RECIPES]
         lines.append(f"| {video} | {'fake' if label else 'real'} | " + " | ".join(cells) + " |")
     lines.append("| **video AUC** | | " + " | ".join(_f(ffpp[n][0]) for n in RECIPES) + " |")
+    lines += sbi_section(clean, ffpp, train_metrics)
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
     lines += _targets(clean, robust, total_s, predict_s)
     lines += ["", "## Notes", "", *NOTES]
@@ -279,17 +308,61 @@ NOTES = [
     "- On the FF++ videos the adversarially trained models score every video within a few hundredths of 0.5: "
     "their video AUC there ranks near-constant scores and says little; 7 videos cannot separate the models.",
     "- No GPU was lent to this run: everything above ran on the CPU at 128 px.",
+    "- The SBI recipes were trained on 2 cores shared with ~7 other jobs (4-6 training images/s instead of "
+    "~50 alone), so their schedules are very short: one epoch over 1,500 real videos (reals only) or "
+    "3,000 videos (mixed), against 4 epochs over ~19,000 for the standard model. `dfdc-faces-sbi-pgd-at` "
+    "was started and stopped after 7 min in that session (estimated ~30 min; the CPU went to the "
+    "evaluations). The SBI models use the `platform` augmentations (JPEG, downscale, noise, blur, real "
+    "H.264), the standard one the `faces` augmentations. Their stages' times below (101 min together, "
+    "e.g. 45 min for a clean evaluation that took 2 min for the standard model) were measured under that "
+    "load and inflate the total wall time above.",
 ]
+
+
+def sbi_section(clean: dict, ffpp: dict, train_metrics: dict) -> list[str]:
+    """RESULTS.md lines comparing the SBI models with the standard one, in-domain and on FF++."""
+    names = ["dfdc-faces-standard", *(n for n in SBI_RECIPES if clean.get(n) or ffpp[n][1])]
+    lines = ["", "## Training from real videos only (self-blended fakes)", "",
+             "SBI pseudo-fakes (Shiohara & Yamasaki 2022; `deepshield train --pseudo-fakes sbi`, see the "
+             "README) made on the fly from the DFDC real crops. *DFDC test AUC*: the whole test split, real "
+             "DFDC fakes (in-domain for the standard model, unseen kinds of fakes for the reals-only one). "
+             "*FF++*: `deepshield predict` on the 7 dev videos, video level; per method one fake video "
+             "against the 3 reals, so a cell can only be 0, 0.33, 0.67 or 1: a sanity check, not a "
+             "benchmark.", "",
+             "| model | fakes seen in training | epochs | DFDC test AUC | FF++ video AUC (7) | "
+             + " | ".join(FFPP_METHODS) + " |",
+             "|---|---|---|---|---|" + "---|" * len(FFPP_METHODS)]
+    for n in names:
+        auc = clean[n]["clean"]["auc"] if clean.get(n) else None
+        per = _ffpp_method_auc(ffpp[n][1])
+        lines.append(f"| {n} | {_fakes_seen(n)} | {len(train_metrics.get(n, []))} | {_f(auc)} | "
+                     f"{_f(ffpp[n][0])} | " + " | ".join(_f(per[m], 2) for m in FFPP_METHODS) + " |")
+    lines += ["", "The validation AUC of a reals-only SBI run (models table) is measured on pseudo-fakes of "
+              "the validation reals, not on DFDC fakes, so it is not comparable with the other rows. Recipes "
+              "and their budgets (epochs, subset sizes) are in `recipes/dfdc-faces-sbi*.yaml`."]
+    return lines
+
+
+def _fakes_seen(name: str) -> str:
+    from deepshield.config import load_recipe
+
+    r = load_recipe(ROOT / "recipes" / f"{name}.yaml")
+    if not r.get("pseudo_fakes"):
+        return "DFDC fakes"
+    ratio = float(r.get("pseudo_fake_ratio", 1.0))
+    return f"{r['pseudo_fakes'].upper()} only" if ratio >= 1 else \
+        f"{ratio:.0%} {r['pseudo_fakes'].upper()}, {1 - ratio:.0%} DFDC fakes"
 
 
 def _recipe_objective(name: str) -> str:
     from deepshield.config import load_recipe
 
     r = load_recipe(ROOT / "recipes" / f"{name}.yaml")
+    pseudo = f"; {_fakes_seen(name)}" if r.get("pseudo_fakes") else ""
     if r.get("adv", "none") == "none":
-        return "standard (cross-entropy)"
+        return "standard (cross-entropy)" + pseudo
     steps = f", {r['steps']} steps" if r["adv"] != "fgsm-rs" else ""
-    return f"{r['adv']} at ε = {r['eps'] * 255:.3g}/255{steps}"
+    return f"{r['adv']} at ε = {r['eps'] * 255:.3g}/255{steps}" + pseudo
 
 
 def _targets(clean: dict, robust: dict, total_s: float, predict_s: float | None) -> list[str]:
@@ -330,13 +403,18 @@ def _short(cmd: list[str]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only-report", action="store_true", help="rewrite RESULTS.md from runs/results")
+    parser.add_argument("--recipes", default=None,
+                        help="comma-separated recipe names: run only their stages (default: every stage)")
     args = parser.parse_args()
+    only = set(args.recipes.split(",")) if args.recipes else None
+    if only and (unknown := only - set(RECIPES)):
+        sys.exit(f"unknown recipe(s) {sorted(unknown)}; choose from {', '.join(RECIPES)}")
     os.chdir(ROOT)
     if not DFDC.is_dir():
         sys.exit(f"{DFDC.resolve()}: not found; make results needs ../shared/data/dev beside the checkout")
     timings = _load(OUT / "timings.json") or {}
     if not args.only_report:
-        run_stages(timings)
+        run_stages(timings, only)
         _save_json(OUT / "timings.json", timings)
     print(f"wrote {write_results(timings)}")
     return 0

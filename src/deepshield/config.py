@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,8 @@ class TrainConfig:
     smoke: bool = False
     workers: int = 0
     amp: bool | None = None             # None: auto (CUDA bf16/fp16; CPU bf16 only with native bf16)
+    probe: bool = True                  # measure threads, precision and layout (training.precision)
+    compile: bool = False               # torch.compile the training forward
     device: str = "auto"
     n_train: int = 4000                 # synthetic dataset sizes
     n_val: int = 1000
@@ -58,6 +60,8 @@ class TrainConfig:
     best_metric: str | None = None      # default: val_robust_score (clean+PGD) if adversarial, else val_auc
     augment: str = "faces"              # training augmentation: faces | none (see data.transforms.AUGMENTS)
     max_train: int | None = None        # catalog: at most this many training videos (a seeded subset)
+    pseudo_fakes: str | None = None     # catalog: self-blended fakes from the reals (sbi; data.pseudo_fakes)
+    pseudo_fake_ratio: float = 1.0      # fraction of fake samples that are pseudo-fakes; 1 = reals only
     config: str | None = None           # the recipe (YAML) the run was started from
     progress: bool = True
 
@@ -121,6 +125,10 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     return out
 
 
+# The full budget ``deepshield evaluate --thorough`` restores (the defaults are a first look).
+THOROUGH = {"square_queries": 1000, "sanity_n": 256}
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """What ``deepshield evaluate`` attacks with. ε in [0, 1] pixel units (L∞) or L2 pixel units.
@@ -133,8 +141,9 @@ class SweepSpec:
     hyper-parameter needs no new field here. ``reuse`` (with ``early_stop``): beyond the first
     ``sanity_n`` samples, a face already fooled at a smaller ε or by a cheaper attack is not attacked
     again (its fooling point lies inside the larger ball), so each row counts a face as fooled by this
-    attack or a cheaper one at ≤ ε; the first ``sanity_n`` faces are attacked independently, for the
-    sanity checks.
+    attack or a cheaper one at ≤ ε;
+    the first ``sanity_n`` faces are attacked independently, for the sanity checks. The defaults are a
+    first look (minutes on a CPU); :meth:`thorough` is the full budget (``deepshield evaluate --thorough``).
     """
 
     attacks: tuple[str, ...] = ("fgsm", "pgd")
@@ -143,9 +152,9 @@ class SweepSpec:
     steps: int = 10
     restarts: int = 1
     seed: int = 0
-    square_queries: int = 1000
+    square_queries: int = 200
     early_stop: bool = True
-    sanity_n: int = 256
+    sanity_n: int = 128
     gallery: int = 6
     options: tuple[tuple[str, str, Any], ...] = ()
     reuse: bool = True
@@ -160,6 +169,10 @@ class SweepSpec:
                 raise ConfigError(f"--eps {e:g}: L∞ ε is in [0, 1] pixel units; did you mean {e:g}/255?")
         if not self.attacks:
             raise ConfigError("--attacks needs at least one attack, e.g. --attacks fgsm,pgd")
+
+    def thorough(self) -> SweepSpec:
+        """This spec with at least the full budget of the sanity checks (``THOROUGH``)."""
+        return replace(self, **{k: max(getattr(self, k), v) for k, v in THOROUGH.items()})
 
     def options_for(self, attack: str) -> dict[str, Any]:
         """The ``--attack-option`` settings given for ``attack``."""
@@ -185,6 +198,8 @@ class EvalConfig:
 
     checkpoint: str
     dataset: str = "synthetic"          # synthetic | catalog:PATH[:split]
+    cross_dataset: tuple[str, ...] = () # more datasets scored clean (evaluation.cross_dataset)
+    cross_sweep: bool = False           # also run the attack sweep on cross_dataset
     sweep: SweepSpec = field(default_factory=SweepSpec)
     batch_size: int = 128
     n_test: int = 1000                  # synthetic test images
@@ -200,6 +215,11 @@ class EvalConfig:
     adaptive: bool = True               # attack defenses adaptively (BPDA / EOT); False: flagged
     eot: int | None = None              # EOT samples for attacks; None: 8 when the model is randomized
     ensemble: tuple[str, ...] = ()      # more checkpoints averaged with --checkpoint
+    thorough: bool = False              # the full sanity-check budget (SweepSpec.thorough), not a first look
+
+    def __post_init__(self) -> None:
+        if self.thorough:
+            object.__setattr__(self, "sweep", self.sweep.thorough())
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -226,6 +246,9 @@ class PredictConfig:
     device: str = "auto"
     as_json: bool = False
     defense: str | None = None          # input defenses before the model, e.g. "jpeg:75" (threats.defenses)
+    explain: str | None = None          # folder for Grad-CAM overlays of the face crops + index.json
+    check_attack: bool = False          # attack alarm (threats.alarm); flagged inputs are labelled ABSTAIN
+    runtime: str = "torch"              # torch | onnx | torchscript: what scores the face crops (see export)
 
 
 DEFAULT_FRAMES_PER_VIDEO = 32
@@ -246,7 +269,9 @@ class PreprocessConfig:
     default 0.8,0.1,0.1). ``progress``: a progress bar (one line per stage off a terminal).
     ``shard``: ``"K/N"`` (K in 1..N) takes a fixed 1/N of the videos by hash of their id.
     ``max_side``: longest frame side (px) the detector's first stage sees. ``seed`` seeds torch in each
-    process; the pipeline itself makes no random choice.
+    process; the pipeline itself makes no random choice. ``keyframes``: sample the keyframes nearest the
+    sampled instants (several sharing one take it and the frames after it): 3-6x faster decoding, at
+    the cost of frame position (see ``deepshield.data.video.keyframe_positions``).
     """
 
     root: Path
@@ -271,6 +296,7 @@ class PreprocessConfig:
     split_ratios: str | None = None
     seed: int = 0
     progress: bool = True
+    keyframes: bool = False
 
     def __post_init__(self) -> None:
         for name in ("root", "out", "splits", "metadata"):
@@ -373,6 +399,53 @@ class VideoAttackConfig:
     @property
     def step_size(self) -> float:
         return self.alpha if self.alpha is not None else self.eps / 4
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Settings of ``deepshield serve``: a local web page and JSON API around ``deepshield predict``.
+
+    ``max_upload_mb``: largest upload (MB = 10^6 bytes), enforced while it streams in. ``queue_limit``:
+    jobs waiting or running at once; more are refused (503). ``job_timeout``: seconds a job may run.
+    ``frames``: frames sampled per video (None: as ``deepshield predict``). ``explain``: Grad-CAM
+    heatmaps of the face crops; ``check_attack``: the attack alarm (where predict offers them)."""
+
+    checkpoint: str = "default"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    frames: int | None = None
+    max_upload_mb: float = 200.0
+    queue_limit: int = 4
+    job_timeout: float = 120.0
+    explain: bool = True
+    check_attack: bool = True
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        checks = [
+            (1 <= self.port <= 65535, f"--port {self.port}: must be in 1..65535, e.g. 8000"),
+            (self.max_upload_mb > 0, f"--max-upload-mb {self.max_upload_mb:g}: must be > 0, e.g. 200"),
+            (self.queue_limit >= 1, f"--queue-limit {self.queue_limit}: must be >= 1"),
+            (self.job_timeout > 0, f"--job-timeout {self.job_timeout:g}: must be > 0 seconds, e.g. 120"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1_000_000)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Settings of ``deepshield export``: a checkpoint ("default": the bundled model) -> a ``format`` file
+    (onnx | torchscript; ``deepshield.export.EXPORT_FORMATS``) at ``out`` (None: beside the checkpoint,
+    ``./default.onnx`` for the bundled model)."""
+
+    checkpoint: str = "default"
+    format: str = "onnx"
+    out: str | None = None
 
 
 def _nested(cls: type) -> dict[str, type]:

@@ -10,29 +10,37 @@ probability aggregates its face crops (``mean`` by default; see ``evaluation.met
     >>> results[0].p_fake, results[0].label          # 0.93, "FAKE"
 
 Exit codes (``exit_code``): 0 every input scored; 3 no face found in some input; 2 an input could not
-be read. Everything runs offline (MTCNN's weights ship with facenet-pytorch).
+be read; 4 (``--check-attack``) the attack alarm flagged some input, labelled ``ABSTAIN``: it looks
+adversarially perturbed, so its score is not trusted (``p_fake`` is still reported). Everything runs
+offline (MTCNN's weights ship with facenet-pytorch). ``--explain DIR`` writes Grad-CAM overlays of the
+face crops (``deepshield.explain``; needs the torch model).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from deepshield.config import DEFAULT_FRAMES_PER_VIDEO, PredictConfig, PreprocessConfig
+from deepshield.config import DEFAULT_FRAMES_PER_VIDEO, PredictConfig, PreprocessConfig, TrainConfig
 from deepshield.data.faces import CropGeometry, build_detector, build_selector, faces_in
 from deepshield.data.preprocess import DETECT_BATCH
+from deepshield.data.transforms import single_thread
 from deepshield.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Frame, VideoError, read_media
 from deepshield.errors import ConfigError, DataError, MissingFileError, unknown_name
 from deepshield.evaluation.evaluate import load_model_and_config
 from deepshield.evaluation.metrics import AGGREGATIONS
+from deepshield.export import EXPORT_FORMATS
+from deepshield.registry import Registry
 from deepshield.training.loops import select_device
 
-EXIT_OK, EXIT_UNREADABLE, EXIT_NO_FACE = 0, 2, 3
+EXIT_OK, EXIT_UNREADABLE, EXIT_NO_FACE, EXIT_ABSTAIN = 0, 2, 3, 4
+LABEL_ABSTAIN = "ABSTAIN"  # --check-attack: the input looks adversarially perturbed; no verdict
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
 _PREPROCESS_DEFAULTS = {f.name: f.default for f in fields(PreprocessConfig)}
 
@@ -109,7 +117,14 @@ class FaceScore:
 
 @dataclass
 class MediaResult:
-    """One input file: its fake probability (None without faces), label, and the per-face scores."""
+    """One input file: its fake probability (None without faces), label, and the per-face scores.
+
+    ``no_face_frames``: (frame index, timestamp in s) of sampled frames without a face. ``crops``
+    (uint8 HxWx3, in the order of ``faces``) and ``heatmaps`` (Grad-CAM of "fake", float [H, W] in
+    [0, 1], same order) are kept in memory only when asked for (``Predictor.predict(keep_crops=True,
+    explain=True)``), never in ``to_dict``. ``alarm``: the attack alarm's report (``--check-attack``);
+    a flagged input is labelled ``ABSTAIN``.
+    """
 
     path: str
     frames_sampled: int = 0
@@ -117,6 +132,10 @@ class MediaResult:
     p_fake: float | None = None
     label: str | None = None
     error: str | None = None
+    no_face_frames: list[tuple[int, float]] = field(default_factory=list)
+    crops: list[np.ndarray] | None = field(default=None, repr=False)
+    heatmaps: list[np.ndarray] | None = field(default=None, repr=False)
+    alarm: dict | None = None
 
     @property
     def status(self) -> str:
@@ -125,8 +144,11 @@ class MediaResult:
     def to_dict(self, frames: bool = True) -> dict:
         d = {"path": self.path, "status": self.status, "p_fake": self.p_fake, "label": self.label,
              "frames_sampled": self.frames_sampled, "faces_found": len(self.faces), "error": self.error}
+        if self.alarm is not None:
+            d["alarm"] = self.alarm
         if frames:
             d["faces"] = [asdict(f) for f in self.faces]
+            d["no_face_frames"] = [list(f) for f in self.no_face_frames]
         return d
 
 
@@ -155,18 +177,22 @@ class Predictor:
             raise unknown_name("--aggregate", cfg.aggregate, AGGREGATIONS)
         self.cfg = cfg
         self.device = select_device(cfg.device)
-        self.model, self.train_cfg, raw = load_model_and_config(cfg.checkpoint, self.device)
-        if cfg.defense:
-            from deepshield.threats.defenses import DefendedModel, parse_defenses
-
-            self.model = DefendedModel(self.model, parse_defenses(cfg.defense), adaptive=False).eval()
+        self.scorer = RUNTIMES.lookup(cfg.runtime)(cfg, self.device)
+        self.model, raw = self.scorer.model, self.scorer.raw
+        self.train_cfg = TrainConfig.from_dict(raw)
         self.settings = face_settings(cfg, raw, self.train_cfg.image_size)
         self.warnings = setting_warnings(cfg, raw)
         self.geometry = self.settings.geometry
         self.detector = build_detector(self.settings.detector, max_side=self.settings.max_side)
+        self.attack_alarm = _attack_alarm(cfg, self.warnings) if cfg.check_attack else None
 
-    def predict(self, path: str | Path) -> MediaResult:
-        """Score one video or image; unreadable media give a result with ``error`` set, never raise."""
+    def predict(self, path: str | Path, keep_crops: bool = False, explain: bool = False) -> MediaResult:
+        """Score one video or image; unreadable media give a result with ``error`` set, never raise.
+
+        ``keep_crops``: keep the face crops in ``result.crops``; ``explain``: Grad-CAM heatmaps in
+        ``result.heatmaps`` (and the crops too). With ``check_attack`` set, ``result.alarm`` holds
+        the attack alarm's report and a flagged input is labelled ``ABSTAIN``.
+        """
         result = MediaResult(str(path))
         crops: list[np.ndarray] = []
         try:
@@ -184,7 +210,27 @@ class Predictor:
                 f.p_fake = float(p)
             result.p_fake = AGGREGATIONS[self.cfg.aggregate](probs)
             result.label = "FAKE" if result.p_fake >= self.cfg.threshold else "REAL"
+            if self.cfg.check_attack:
+                result.alarm = self.attack_alarm.check(self._score, crops, probs)
+                if result.alarm["flagged"]:
+                    result.label = LABEL_ABSTAIN
+        if keep_crops or explain:
+            result.crops = crops
+        if explain:
+            result.heatmaps = self._explain(crops)
         return result
+
+    def _explain(self, crops: list[np.ndarray]) -> list[np.ndarray]:
+        """Grad-CAM of "fake" per crop (needs the torch model)."""
+        from deepshield.explain import gradcam
+
+        if not isinstance(self.model, torch.nn.Module):
+            raise ConfigError("Grad-CAM explanations need the torch model; drop --explain or run with the "
+                              "torch runtime")
+        if not crops:
+            return []
+        x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).to(self.device, torch.float32).div_(255.0)
+        return list(gradcam(self.model, x, target=1, batch_size=self.cfg.batch_size))
 
     def _faces(self, path: Path, result: MediaResult) -> Iterator[tuple[Frame, int, object, np.ndarray]]:
         s = self.settings
@@ -198,8 +244,12 @@ class Predictor:
                 batch.append(frame)
                 result.frames_sampled += 1
             if batch and (frame is None or len(batch) == DETECT_BATCH):
-                kept = faces_in([f.image for f in batch], self.detector, selector, s.min_score)
+                # one thread, as preprocess: MTCNN's many small ops ran ~3x slower on 2 (busy 2-core machine)
+                with single_thread():
+                    kept = faces_in([f.image for f in batch], self.detector, selector, s.min_score)
                 for fr, faces in zip(batch, kept, strict=True):
+                    if not faces:
+                        result.no_face_frames.append((fr.index, round(fr.timestamp_s, 3)))
                     for face_index, face in faces:
                         yield fr, face_index, face, self._crop(fr.image, face.box)
                 batch = []
@@ -213,14 +263,78 @@ class Predictor:
             crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR))
         return crop
 
-    @torch.no_grad()
     def _score(self, crops: list[np.ndarray]) -> np.ndarray:
-        out = []
-        for i in range(0, len(crops), self.cfg.batch_size):
-            x = torch.from_numpy(np.stack(crops[i:i + self.cfg.batch_size])).permute(0, 3, 1, 2)
-            x = x.to(self.device, torch.float32).div_(255.0)
-            out.append(torch.softmax(self.model(x).float(), 1)[:, 1].cpu().numpy())
-        return np.concatenate(out)
+        n = self.cfg.batch_size
+        return np.concatenate([self.scorer.score(np.stack(crops[i:i + n])) for i in range(0, len(crops), n)])
+
+
+# --- scorers (--runtime): face crops -> fake probabilities ---------------------------------------------
+
+
+@dataclass
+class Scorer:
+    """``score(crops)``: uint8 crops [B, S, S, 3] -> p(fake) [B]; ``raw``: the checkpoint's config dict
+    (with its ``preprocess`` crop settings); ``model``: the PyTorch model (torch runtime only)."""
+
+    score: Callable[[np.ndarray], np.ndarray]
+    raw: dict
+    model: torch.nn.Module | None = None
+
+
+RUNTIMES: Registry[Callable[[PredictConfig, torch.device], Scorer]] = Registry("runtime")
+
+
+@RUNTIMES.register("torch")
+def torch_scorer(cfg: PredictConfig, device: torch.device) -> Scorer:
+    """The checkpoint's model in PyTorch on ``device`` (behind ``--defense`` when given)."""
+    model, _, raw = load_model_and_config(cfg.checkpoint, device)
+    if cfg.defense:
+        from deepshield.threats.defenses import DefendedModel, parse_defenses
+
+        model = DefendedModel(model, parse_defenses(cfg.defense), adaptive=False).eval()
+
+    @torch.no_grad()
+    def score(crops: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(crops).permute(0, 3, 1, 2).to(device, torch.float32).div_(255.0)
+        return torch.softmax(model(x).float(), 1)[:, 1].cpu().numpy()
+
+    return Scorer(score, raw, model)
+
+
+def exported_scorer(cfg: PredictConfig, device: torch.device, format: str) -> Scorer:
+    """An exported file (``--checkpoint x.onnx``), or the checkpoint exported once into the cache
+    (``deepshield.export.exported_file``), run on the CPU with torch's thread count."""
+    from deepshield.export import exported_file, load_exported
+
+    needs_torch = [flag for flag, on in (("--defense", cfg.defense), ("--explain", cfg.explain)) if on]
+    if needs_torch:
+        raise ConfigError(f"{' and '.join(needs_torch)} need the PyTorch model; use --runtime torch "
+                          f"(or drop {' and '.join(needs_torch)})")
+    if cfg.device not in ("auto", "cpu"):
+        raise ConfigError(f"--runtime {format} runs on the CPU; drop --device {cfg.device} or use "
+                          "--runtime torch")
+    model = load_exported(exported_file(cfg.checkpoint, format))
+
+    def score(crops: np.ndarray) -> np.ndarray:
+        x = crops.transpose(0, 3, 1, 2).astype(np.float32)
+        return model(np.divide(x, np.float32(255.0), out=x))[:, 1]
+
+    return Scorer(score, model.train_config)
+
+
+for _format in EXPORT_FORMATS:
+    RUNTIMES.add(_format, partial(exported_scorer, format=_format))
+
+
+def _attack_alarm(cfg: PredictConfig, warnings: list[str]):
+    """The attack alarm (threshold calibrated for the bundled model; a warning for other checkpoints)."""
+    from deepshield.threats.alarm import AttackAlarm
+
+    if cfg.checkpoint != "default":
+        warnings.append("--check-attack's threshold is calibrated for the bundled model (--checkpoint "
+                        "default); with another checkpoint its false-alarm rate is unknown (calibrate it "
+                        "with benchmarks/attack_alarm.py --checkpoint ...)")
+    return AttackAlarm()
 
 
 def predict_files(cfg: PredictConfig) -> list[MediaResult]:
@@ -231,9 +345,12 @@ def predict_files(cfg: PredictConfig) -> list[MediaResult]:
 
 
 def exit_code(results: list[MediaResult]) -> int:
-    """2 if an input could not be read, else 3 if an input had no face, else 0."""
+    """2 if an input could not be read, else 3 if an input had no face, else 4 if the attack alarm
+    made one ABSTAIN, else 0."""
     statuses = {r.status for r in results}
-    return EXIT_UNREADABLE if "error" in statuses else EXIT_NO_FACE if "no_face" in statuses else EXIT_OK
+    if "error" in statuses or "no_face" in statuses:
+        return EXIT_UNREADABLE if "error" in statuses else EXIT_NO_FACE
+    return EXIT_ABSTAIN if any(r.label == LABEL_ABSTAIN for r in results) else EXIT_OK
 
 
 def problem_lines(results: list[MediaResult], settings: FaceSettings | None = None) -> list[str]:
@@ -270,5 +387,6 @@ def to_json(results: list[MediaResult], cfg: PredictConfig, settings: FaceSettin
             "results": [r.to_dict(frames=True) for r in results]}
 
 
-__all__ = ["FaceScore", "FaceSettings", "MediaResult", "Predictor", "collect_inputs", "exit_code",
-           "face_settings", "format_text", "predict_files", "problem_lines", "setting_warnings", "to_json"]
+__all__ = ["RUNTIMES", "FaceScore", "FaceSettings", "MediaResult", "Predictor", "Scorer", "collect_inputs",
+           "exit_code", "exported_scorer", "face_settings", "format_text", "predict_files", "problem_lines",
+           "setting_warnings", "to_json", "torch_scorer"]

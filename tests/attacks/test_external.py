@@ -1,4 +1,4 @@
-"""ART-backed APGD and Square keep the invariants of our attacks, and actually attack."""
+"""Our APGD and ART-backed Square keep the invariants of our attacks, and actually attack."""
 
 import random
 
@@ -81,8 +81,10 @@ def test_apgd_fools_a_standard_model(trained_cnn):
     assert clean > 0.9 and robust < 0.2
 
 
-def test_square_is_gradient_free():
-    """A brightness threshold behind rounding: zero gradient everywhere, Square still flips it."""
+@pytest.mark.parametrize("chunk", [None, 3])
+def test_square_is_gradient_free(chunk):
+    """A brightness threshold behind rounding: zero gradient everywhere, Square still flips it (also
+    when ART is called on a few samples at a time)."""
 
     class Brightness(torch.nn.Module):
         def forward(self, x):
@@ -92,7 +94,10 @@ def test_square_is_gradient_free():
     x = torch.full((8, 3, 16, 16), 0.495)
     x[4:] = 0.505
     y = torch.tensor([0] * 4 + [1] * 4)
-    x_adv = Square(eps=8 / 255, queries=60, seed=0)(Brightness(), x, y)
+    attack = Square(eps=8 / 255, queries=60, seed=0)
+    attack.chunk = chunk
+    x_adv = attack(Brightness(), x, y)
+    assert x_adv.shape == x.shape and (x_adv - x).abs().max() <= 8 / 255 + 1e-6
     assert (Brightness()(x_adv).argmax(1) != y).float().mean() >= 0.75
 
 

@@ -183,6 +183,23 @@ def test_killed_process_resumes_to_the_same_catalog(small_dataset, reference, tm
 def test_changed_settings_are_refused(reference, small_dataset):
     with pytest.raises(PreprocessError, match="made with size=224, not 112"):
         run_preprocess(_config(small_dataset, reference, size=112), progress=False)
+    with pytest.raises(PreprocessError, match="made with keyframes=False, not True"):
+        run_preprocess(_config(small_dataset, reference, keyframes=True), progress=False)
+
+
+def test_keyframes_crop_the_keyframes(tmp_path: Path, make_face_frames, make_video):
+    # 24 frames, keyframes 0 and 12: of the 4 sampled frames (3, 9, 15, 21), 3 moves to 0, and 9, 15
+    # and 21, all nearest to 12, take 12, 13, 14.
+    frames, _ = make_face_frames(24, canvas=(240, 320), photo=160, step=3)
+    make_video(tmp_path / "clips" / "real" / "walk.mp4", frames, codec="libx264", gop=12)
+    exact = run_preprocess(_config(tmp_path / "clips", tmp_path / "exact"), progress=False)
+    cfg = _config(tmp_path / "clips", tmp_path / "kf", keyframes=True)
+    assert run_preprocess(cfg, progress=False).faces == exact.faces == 4
+    rows = read_catalog(tmp_path / "kf" / "catalog.csv", check_files=True)
+    assert [r.frame_index for r in rows] == [0, 12, 13, 14]
+    exact_rows = read_catalog(tmp_path / "exact" / "catalog.csv")
+    assert [r.frame_index for r in exact_rows] == [3, 9, 15, 21]
+    assert json.loads((tmp_path / "kf" / "preprocess.json").read_text())["keyframes"] is True
 
 
 @pytest.mark.slow

@@ -10,8 +10,15 @@ from torch import nn
 from torch.utils.data import Subset, TensorDataset
 
 from deepshield.attacks.base import Attack
-from deepshield.config import SweepSpec
-from deepshield.evaluation.checks import failed, format_checks, noise_tolerance, sanity_checks
+from deepshield.config import EvalConfig, SweepSpec
+from deepshield.evaluation.checks import (
+    failed,
+    first_look_note,
+    format_checks,
+    noise_tolerance,
+    sanity_checks,
+)
+from deepshield.evaluation.formatting import row_key
 from deepshield.evaluation.robust import attack_correct, robust_mask, sweep, worst_case
 
 CPU = torch.device("cpu")
@@ -102,8 +109,19 @@ def test_sweep_and_checks_restore_every_module_mode(test_faces):
     data = Subset(test_faces, range(16))
     spec = SweepSpec(attacks=("fgsm",), eps=(2 / 255,), square_queries=2, sanity_n=8, gallery=0)
     res, _ = sweep(model, data, spec, CPU)
-    sanity_checks(model, data, spec, res, CPU)
+    lines = []
+    sanity_checks(model, data, spec, res, CPU, log=lines.append)
     assert [m.training for m in model.modules()] == modes
+    assert any("--thorough attacks 256 images" in line for line in lines)  # the log says what it adds
+
+
+def test_thorough_restores_the_full_budget():
+    first, full = EvalConfig(checkpoint="default"), EvalConfig(checkpoint="default", thorough=True)
+    assert full.sweep == first.sweep.thorough() != first.sweep
+    assert full.sweep.square_queries == 1000 and full.sweep.sanity_n == 256
+    assert "1000 queries" in first_look_note(first.sweep) and first_look_note(full.sweep) is None
+    mine = EvalConfig(checkpoint="default", sweep=SweepSpec(square_queries=5000), thorough=True)
+    assert mine.sweep.square_queries == 5000  # at least the full budget: larger settings stay
 
 
 def test_noise_tolerance_and_loud_failures():
@@ -167,9 +185,10 @@ def test_black_box_beating_white_box_is_flagged():
 
 
 def test_reuse_across_eps_and_attacks_is_never_weaker(trained_cnn, test_faces):
-    """Beyond the independent sanity subset, fooled faces keep their point; rows are at least as strong
-    as independent runs and monotone in ε, and the subset's scores are exactly the independent ones."""
-    spec = SweepSpec(attacks=("fgsm", "pgd"), eps=(1 / 255, 2 / 255, 4 / 255), steps=5, sanity_n=32,
+    """Beyond the independent sanity subset, fooled faces keep their point and only survivors are
+    attacked; rows are at least as strong as independent runs and monotone in ε, and the subset's
+    scores are exactly the independent ones."""
+    spec = SweepSpec(attacks=("fgsm", "pgd", "apgd"), eps=(1 / 255, 2 / 255, 4 / 255), steps=5, sanity_n=32,
                      gallery=0)
     reused, _ = sweep(trained_cnn, test_faces, spec, CPU)
     independent, _ = sweep(trained_cnn, test_faces, replace(spec, reuse=False), CPU)
@@ -178,9 +197,38 @@ def test_reuse_across_eps_and_attacks_is_never_weaker(trained_cnn, test_faces):
     tol = noise_tolerance(len(test_faces))
     for key, acc in by_r.items():
         assert acc <= by_i[key] + tol, key
-    for a in spec.attacks:
-        accs = [by_r[(a, e)] for e in spec.eps]
-        assert accs == sorted(accs, reverse=True)  # a face fooled at a smaller ε stays fooled
-    assert by_r[("pgd", 4 / 255)] <= by_r[("fgsm", 4 / 255)]  # pgd's row counts what fgsm fooled too
+    assert sum(by_r.values()) <= sum(by_i.values())  # no weaker on the whole sweep, not even by noise
+    for w_r, w_i in zip(reused.worst_case, independent.worst_case, strict=True):
+        assert w_r["acc"] <= w_i["acc"] + 1 / len(test_faces), w_r["key"]
+    # Beyond the subset, per face: fooled at a smaller ε or by a cheaper attack means fooled here too.
+    labels = np.array(reused.samples.labels)
+    robust = {(a, e): robust_mask(labels, np.array(reused.samples.scores[row_key(a, e, "linf")]))[32:]
+              for a in spec.attacks for e in spec.eps}
+    for e, larger in zip(spec.eps, spec.eps[1:], strict=False):
+        assert all((robust[(a, larger)] <= robust[(a, e)]).all() for a in spec.attacks)
+    for e in spec.eps:
+        assert (robust[("apgd", e)] <= robust[("pgd", e)]).all()
+        assert (robust[("pgd", e)] <= robust[("fgsm", e)]).all()
     for key, scores in reused.samples.scores.items():
         assert scores[:32] == independent.samples.scores[key][:32]  # the sanity subset: independent
+
+
+def test_cascade_attacks_only_the_survivors(trained_cnn, test_faces, monkeypatch):
+    """Beyond the sanity subset, each attack runs only on the faces no cheaper attack or smaller ε
+    fooled, from its own fresh start (a warm start from the smaller ε's point got stuck on flat regions
+    of a real model)."""
+    calls = []
+    call = Attack.__call__
+
+    def spy(self, model, x, y, init=None):
+        calls.append((self.name, round(self.eps * 255), init is not None, len(x)))
+        return call(self, model, x, y, init=init)
+
+    monkeypatch.setattr(Attack, "__call__", spy)
+    spec = SweepSpec(attacks=("fgsm", "pgd", "apgd"), eps=(1 / 255, 4 / 255), steps=3, sanity_n=64, gallery=0)
+    sweep(trained_cnn, test_faces, spec, CPU, batch_size=64)
+    first, second = calls[: len(calls) // 2], calls[len(calls) // 2:]  # batch 1: the independent subset
+    assert not any(warm for _, _, warm, _ in calls)
+    sizes = {(name, eps): n for name, eps, _, n in second}
+    assert sizes[("pgd", 4)] < sizes[("fgsm", 1)]  # only the survivors are attacked again
+    assert len({n for *_, n in first}) == 1  # the subset: every correct face at every key

@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
+from deepshield.attacks.apgd import APGD
 from deepshield.attacks.base import BLACK_BOX, ITERATIVE, NORMS, SINGLE_STEP, Attack
-from deepshield.attacks.external import APGD, Square
+from deepshield.attacks.external import Square
 from deepshield.attacks.fgsm import FGSM
 from deepshield.attacks.pgd import PGD
 from deepshield.attacks.registry import (

@@ -9,6 +9,9 @@ The base class guarantees, for every subclass:
   with respect to the input only);
 - it works inside a caller's ``torch.no_grad()`` or ``torch.inference_mode()``;
 - the result is detached, inside [0, 1] and inside the ε-ball of the chosen norm; ε = 0 returns x.
+
+``attack(model, x, y, init=x_start)`` warm-starts an attack that supports it (``warm_start``) from a
+point of the ball (projected onto it first) instead of its usual start; others ignore ``init``.
 """
 
 from __future__ import annotations
@@ -73,7 +76,8 @@ class Attack:
     Class attributes describe the attack to the registry (``deepshield.attacks.registry``): ``kind``
     (single-step, iterative white-box, black-box), ``rank`` (strength within the kind; larger is
     listed first), ``reference`` (the one the sanity checks run for its kind), ``help`` (CLI text);
-    ``eval_kwargs`` is how robust evaluation configures it. ``name`` is set on registration.
+    ``eval_kwargs`` is how robust evaluation configures it; ``warm_start``: whether ``_perturb`` takes
+    ``init`` (a start point inside the ball). ``name`` is set on registration.
     """
 
     name: ClassVar[str] = ""
@@ -81,6 +85,7 @@ class Attack:
     rank: ClassVar[int] = 0
     reference: ClassVar[bool] = False
     help: ClassVar[str] = ""
+    warm_start: ClassVar[bool] = False
 
     @classmethod
     def eval_kwargs(cls, eps: float, spec: SweepSpec) -> dict[str, Any]:
@@ -104,10 +109,14 @@ class Attack:
             return None
         return torch.Generator(device=device).manual_seed(self.seed)
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 init: torch.Tensor | None = None) -> torch.Tensor:
         with torch.inference_mode(False):
             x = x.detach().clone()
             y = y.detach().clone()
+            start = {}
+            if init is not None and self.warm_start:
+                start["init"] = project(init.detach().to(dtype=x.dtype), x, self.eps, self.norm)
         if self.eps == 0:
             return x
         modes = [m.training for m in model.modules()]
@@ -115,7 +124,7 @@ class Attack:
             if self.eval_mode:
                 model.eval()
             with torch.inference_mode(False), torch.enable_grad():
-                x_adv = self._perturb(model, x, y)
+                x_adv = self._perturb(model, x, y, **start)
         finally:
             for m, mode in zip(model.modules(), modes, strict=True):
                 m.training = mode

@@ -1,11 +1,11 @@
 """Library-backed attacks (ART, adversarial-robustness-toolbox 1.20) behind our attack interface.
 
-- ``APGD``: Auto-PGD with the cross-entropy loss, APGD-CE (Croce & Hein, ICML 2020, arXiv:2003.01690):
-  PGD with momentum and a step size that halves itself when progress stalls, so it needs no α tuning.
-  (APGD-DLR needs at least three classes; a real/fake detector has two.)
 - ``Square``: the Square attack (Andriushchenko et al., ECCV 2020, arXiv:1912.00049): random search
   over square-shaped updates that only queries the model's logits. It never sees a gradient, so it
   is the reference for gradient masking: if it beats the gradient attacks, the gradients are lying.
+- ``ARTAPGD``: ART's Auto-PGD (APGD-CE, Croce & Hein, ICML 2020, arXiv:2003.01690), not registered:
+  ``apgd`` is our own (``deepshield.attacks.apgd``: early stop, warm start, one forward-backward per
+  step); this one is the reference the tests and benchmarks compare it with.
 
 Distance: L∞ or L2, pixel units, x in [0, 1] of shape [N, C, H, W], labels [N]. ART runs on numpy
 copies; these wrappers keep the invariants of :class:`~deepshield.attacks.base.Attack` (model modes
@@ -13,8 +13,8 @@ restored, parameters' ``requires_grad`` and ``.grad`` untouched, result detached
 [0, 1]) even though ART switches the model to eval and calls ``backward``/``zero_grad`` on it. ART
 draws from numpy's global RNG: with ``seed`` set, that state is seeded for the call and restored after.
 
-    >>> x_adv = APGD(eps=4/255, steps=50)(model, x, y)
     >>> x_adv = Square(eps=4/255, queries=1000, seed=0)(model, x, y)
+    >>> x_adv = ARTAPGD(eps=4/255, steps=50)(model, x, y)
 """
 
 from __future__ import annotations
@@ -71,7 +71,10 @@ def seeded_global_rng(seed: int | None) -> Iterator[None]:
 
 class ARTAttack(Attack):
     """Base of ART-backed attacks: wraps the model in ``PyTorchClassifier`` (clip values (0, 1)) for one
-    call; subclasses build the ART attack in ``_art_attack(classifier, batch_size)``."""
+    call; subclasses build the ART attack in ``_art_attack(classifier, batch_size)``. ``chunk``: samples
+    per ART call (None: the whole batch)."""
+
+    chunk: int | None = None
 
     def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         from art.estimators.classification.pytorch import PyTorchClassifier  # slow import: only when used
@@ -84,10 +87,15 @@ class ARTAttack(Attack):
                 model=model, loss=nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=n_classes,
                 clip_values=(0.0, 1.0), device_type="gpu" if x.is_cuda else "cpu",
             )
-            x_np = x.detach().float().cpu().numpy()
+            x_np, y_np = x.detach().float().cpu().numpy(), y.detach().cpu().numpy()
+            size = self.chunk or len(x)
+            parts = []
             # ART's L2 Square divides by zero on all-zero windows (the NaN candidates are rejected).
             with np.errstate(divide="ignore", invalid="ignore"):
-                x_adv = self._art_attack(classifier, len(x)).generate(x_np, y=y.detach().cpu().numpy())
+                for i in range(0, len(x_np), size):
+                    attack = self._art_attack(classifier, min(size, len(x_np) - i))
+                    parts.append(attack.generate(x_np[i:i + size], y=y_np[i:i + size]))
+            x_adv = np.concatenate(parts)
         x_adv = torch.from_numpy(np.ascontiguousarray(x_adv)).to(device=x.device, dtype=x.dtype)
         return torch.where(torch.isfinite(x_adv), x_adv, x)
 
@@ -95,16 +103,13 @@ class ARTAttack(Attack):
         raise NotImplementedError
 
 
-@register_attack("apgd")
-class APGD(ARTAttack):
-    """APGD-CE from ART. ``steps`` iterations per restart, ``restarts`` random starts (each only on the
-    samples still unfooled); initial step 2ε, as in AutoAttack. Defaults: 100 steps, 1 restart."""
+class ARTAPGD(ARTAttack):
+    """APGD-CE from ART (not registered; see the module docstring). ``steps`` iterations per restart,
+    ``restarts`` random starts (each only on the samples still unfooled); initial step 2ε, as in
+    AutoAttack. Every sample runs every step, and only the last iterate is kept. Defaults: 100 steps,
+    1 restart."""
 
-    kind, rank, help = ITERATIVE, 2, "APGD-CE, iterative"
-
-    @classmethod
-    def eval_kwargs(cls, eps: float, spec: SweepSpec) -> dict[str, Any]:
-        return {"steps": spec.steps, "restarts": spec.restarts}
+    kind = ITERATIVE
 
     def __init__(self, eps: float = 8 / 255, norm: str = "linf", steps: int = 100, restarts: int = 1,
                  eval_mode: bool = True, seed: int | None = None) -> None:
@@ -127,9 +132,14 @@ class APGD(ARTAttack):
 class Square(ARTAttack):
     """Square attack from ART (black-box, score-based). ``queries``: iterations, about one model query
     per iteration per still-unfooled sample (fooled samples stop); ``p_init``: initial fraction of
-    pixels per square (0.8 as in AutoAttack). Defaults: 1000 queries, 1 restart."""
+    pixels per square (0.8 as in AutoAttack). Defaults: 1000 queries, 1 restart.
+
+    ART re-scores its whole batch at every iteration and stops only when every sample is fooled, and
+    draws one square per iteration for the whole batch; so it is called on ``chunk`` samples at a time
+    (one hard face no longer keeps a whole batch of fooled ones querying, and squares vary more)."""
 
     kind, rank, reference, help = BLACK_BOX, 0, True, "black-box"
+    chunk = 8
 
     @classmethod
     def eval_kwargs(cls, eps: float, spec: SweepSpec) -> dict[str, Any]:
@@ -154,4 +164,4 @@ class Square(ARTAttack):
         )
 
 
-__all__ = ["APGD", "ARTAttack", "Square", "frozen_parameters", "seeded_global_rng"]
+__all__ = ["ARTAPGD", "ARTAttack", "Square", "frozen_parameters", "seeded_global_rng"]

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class FGSM(PGD):
     """Single-step attack; a PGD with one step, α = ε and no random start by default."""
 
-    kind, rank, reference, help = SINGLE_STEP, 0, True, "single-step"
+    kind, rank, reference, help, warm_start = SINGLE_STEP, 0, True, "single-step", False
 
     @classmethod
     def eval_kwargs(cls, eps: float, spec: SweepSpec) -> dict[str, Any]:

@@ -6,7 +6,8 @@ shapes [N, C, H, W] and labels [N]. Defaults: 10 steps, α = ε/4, uniform rando
 ``early_stop=True`` (robust evaluation) keeps, per sample, the first iterate that fools the model and
 stops attacking that sample; it returns the final iterate for samples never fooled. With
 ``early_stop=False`` (adversarial training) it returns the final iterate for every sample.
-Restarts attack only the samples that earlier restarts did not fool.
+Restarts attack only the samples that earlier restarts did not fool. ``init`` (a point of the ball)
+replaces the first restart's start: the robust sweep warm-starts a larger ε from a smaller ε's point.
 
     >>> attack = PGD(eps=8/255, alpha=2/255, steps=10)
     >>> x_adv = attack(model, x, y)
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 class PGD(Attack):
     """Projected gradient descent; see the module docstring."""
 
-    kind, rank, reference, help = ITERATIVE, 1, True, "iterative"
+    kind, rank, reference, help, warm_start = ITERATIVE, 1, True, "iterative", True
 
     @classmethod
     def eval_kwargs(cls, eps: float, spec: SweepSpec) -> dict[str, Any]:
@@ -93,16 +94,20 @@ class PGD(Attack):
         g_norm = flat_norm(grad, "l2").clamp_min(1e-12).view(-1, *([1] * (grad.dim() - 1)))
         return x_adv + self.alpha * grad / g_norm
 
-    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 init: torch.Tensor | None = None) -> torch.Tensor:
         gen = self.generator(x.device)
         best = x.clone()
         done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        for _ in range(self.restarts):
+        for restart in range(self.restarts):
             idx = (~done).nonzero().squeeze(1)
             if len(idx) == 0:
                 break
             x0, y0 = x[idx], y[idx]
-            x_adv = random_start(x0, self.eps, self.norm, gen) if self.random_start else x0.clone()
+            if init is not None and restart == 0:
+                x_adv = init[idx].clone()
+            else:
+                x_adv = random_start(x0, self.eps, self.norm, gen) if self.random_start else x0.clone()
             active = torch.arange(len(idx), device=x.device)
             for _step in range(self.steps):
                 xa = x_adv[active].requires_grad_(True)

@@ -16,16 +16,20 @@ import sys
 from collections.abc import Callable, Sequence
 
 from deepshield import __version__
+from deepshield.cli.deploy import add_export
 from deepshield.cli.learn import add_demo, add_evaluate, add_report, add_train
 from deepshield.cli.media import add_attack, add_catalog, add_predict, add_preprocess
+from deepshield.cli.serve import add_serve
 from deepshield.cli.values import Parser, UsageError, parse_eps
 from deepshield.config import (
     DemoConfig,
     EvalConfig,
+    ExportConfig,
     MergeConfig,
     PredictConfig,
     PreprocessConfig,
     ReportConfig,
+    ServeConfig,
     TrainConfig,
     VideoAttackConfig,
 )
@@ -41,6 +45,8 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], type]] =
     "report": (add_report, ReportConfig), "predict": (add_predict, PredictConfig),
     "preprocess": (add_preprocess, PreprocessConfig), "catalog": (add_catalog, MergeConfig),
     "attack": (add_attack, VideoAttackConfig),
+    "serve": (add_serve, ServeConfig),
+    "export": (add_export, ExportConfig),
 }
 
 

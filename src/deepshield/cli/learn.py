@@ -28,8 +28,15 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
+    from deepshield.data.pseudo_fakes import PSEUDO_FAKES
     from deepshield.data.transforms import AUGMENTS
     from deepshield.training.objectives import OBJECTIVES
+
+    def parse_unit_fraction(text: str) -> float:
+        value = float(text)
+        if not 0 < value <= 1:
+            raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+        return value
 
     p = sub.add_parser("train", help="train a detector (optionally adversarially)",
                        description="Train a deepfake detector. Safe adversarial-training defaults: "
@@ -87,15 +94,30 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone-lr-scale", type=float, default=0.1,
                    help="backbone LR = lr x this when fine-tuning --pretrained weights (default: 0.1)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                   help="mixed precision (default: auto: CUDA bf16/fp16; CPU bf16 only with native bf16)")
+                   help="mixed precision (default: auto: the fastest of fp32 and bf16/fp16 that passes a "
+                        "check against fp32, measured once per machine and model; CPU bf16 only with "
+                        "native bf16)")
+    p.add_argument("--no-probe", dest="probe", action="store_false",
+                   help="skip measuring threads, precision and layout: all threads, bf16 where native, "
+                        "channels_last")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training forward (minutes to compile on a few CPU cores; "
+                        "see benchmarks/train_throughput.py)")
     p.add_argument("--cache-dir", default=None, help="decoded-crop cache folder (default: OUT/cache)")
     p.add_argument("--no-cache", dest="cache", action="store_false", help="decode crops every epoch")
     p.add_argument("--balance", action="store_true", help="class-balanced frame sampling")
     p.add_argument("--augment", default="faces", choices=list(AUGMENTS),
-                   help="training augmentation: faces (flip, crop, colour, JPEG, blur, cutout) | none "
+                   help="training augmentation: faces (flip, crop, colour, JPEG, blur, cutout) | platform "
+                        "(faces plus downscale, noise, blur and real H.264 at CRF 18-38) | none "
                         "(default: faces)")
     p.add_argument("--max-train", type=positive_int, default=None,
                    help="catalog: train on a seeded subset of at most N videos (default: all)")
+    p.add_argument("--pseudo-fakes", default=None, choices=list(PSEUDO_FAKES),
+                   help="catalog: make fakes from the real crops on the fly: sbi (self-blended images, "
+                        "Shiohara & Yamasaki 2022; landmarks by MTCNN, cached) (default: off)")
+    p.add_argument("--pseudo-fake-ratio", type=parse_unit_fraction, default=1.0,
+                   help="fraction of the fake samples that are pseudo-fakes, in (0, 1]; 1 trains from the "
+                        "catalog's reals only, e.g. 0.5 mixes with its fakes (default: 1)")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
     p.set_defaults(func=_train)
 
@@ -113,8 +135,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+class _DatasetsAction(argparse.Action):
+    """``--dataset A [B ...]``: A is the attacked dataset, the others join ``cross_dataset``."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        namespace.dataset = values[0]
+        namespace.cross_dataset = [*(getattr(namespace, "cross_dataset", None) or []), *values[1:]]
+
+
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
     from deepshield.attacks import NORMS, attack_help
+    from deepshield.config import THOROUGH, SweepSpec
 
     p = sub.add_parser("evaluate", help="clean and robust evaluation of a checkpoint, with a report",
                        description="Clean metrics (frame, video, per method) and accuracy/AUC under each "
@@ -122,8 +153,15 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                                    "results.json, report.md and report.html.")
     p.add_argument("--checkpoint", required=True,
                    help="best.pt or last.pt of a training run, or 'default' (the bundled detector)")
-    p.add_argument("--dataset", default="synthetic",
-                   help="synthetic | catalog:PATH[:split] (default: synthetic)")
+    p.add_argument("--dataset", nargs="+", action=_DatasetsAction, default="synthetic", metavar="DATASET",
+                   help="synthetic | catalog:PATH[:split] (default: synthetic); more than one: the first "
+                        "gets the attack sweep, the others clean metrics, each marked in-domain or "
+                        "cross-domain against the checkpoint's training dataset")
+    p.add_argument("--cross-dataset", nargs="+", action="extend", default=[], metavar="DATASET",
+                   help="more datasets scored clean, like the 2nd.. --dataset values (repeatable)")
+    p.add_argument("--cross-sweep", action="store_true",
+                   help="also attack the cross datasets (the sweep only; sanity checks, re-encoding, "
+                        "transfer and corruption rows stay on the first dataset)")
     p.add_argument("--attacks", type=parse_attacks, default=("fgsm", "pgd"),
                    help=f"comma-separated: {attack_help()} (default: fgsm,pgd)")
     p.add_argument("--eps", type=parse_eps_list, default=(1 / 255, 2 / 255, 4 / 255, 8 / 255),
@@ -132,8 +170,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--norm", default="linf", choices=list(NORMS))
     p.add_argument("--steps", type=positive_int, default=10, help="PGD and APGD steps (default: 10)")
     p.add_argument("--restarts", type=positive_int, default=1, help="PGD/APGD/Square restarts (default: 1)")
-    p.add_argument("--square-queries", type=positive_int, default=1000,
-                   help="Square attack query budget per image (default: 1000)")
+    p.add_argument("--square-queries", type=positive_int, default=SweepSpec.square_queries,
+                   help=f"Square attack query budget per image (default: {SweepSpec.square_queries}; "
+                        f"{THOROUGH['square_queries']} with --thorough)")
     p.add_argument("--attack-option", dest="options", type=parse_attack_option, action="append", default=[],
                    metavar="ATTACK.SETTING=VALUE",
                    help="extra setting of one attack, e.g. square.p_init=0.5 (repeatable)")
@@ -142,8 +181,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                         "beyond the sanity subset; slower, same protocol)")
     p.add_argument("--no-early-stop", dest="early_stop", action="store_false",
                    help="attack every image for all steps (slower; tighter AUC under attack)")
-    p.add_argument("--sanity-n", type=positive_int, default=256,
-                   help="images the sanity checks' extra attacks use (default: 256)")
+    p.add_argument("--sanity-n", type=positive_int, default=SweepSpec.sanity_n,
+                   help=f"images attacked independently for the sanity checks (default: "
+                        f"{SweepSpec.sanity_n}; {THOROUGH['sanity_n']} with --thorough)")
     p.add_argument("--gallery", type=non_negative_int, default=6,
                    help="faces in the report gallery (default: 6)")
     p.add_argument("--batch-size", type=positive_int, default=128)
@@ -157,6 +197,10 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--no-sanity", dest="sanity", action="store_false",
                    help="skip the sanity checks (not recommended)")
+    p.add_argument("--thorough", action="store_true",
+                   help=f"the full sanity-check budget: Square {THOROUGH['square_queries']} queries, "
+                        f"{THOROUGH['sanity_n']} independently attacked images (the defaults are a first "
+                        "look that finishes in minutes on a CPU)")
     p.add_argument("--reencode", type=parse_list, default=("jpeg:75", "h264:23"),
                    help="also score clean and attacked faces after these real re-encodings: jpeg:QUALITY, "
                         "h264:CRF, or 'none' (default: jpeg:75,h264:23)")

@@ -19,11 +19,19 @@ def _predict(args: argparse.Namespace) -> int:
     predictor = Predictor(cfg)
     for warning in predictor.warnings:
         print(f"deepshield predict: warning: {warning}", file=sys.stderr)
-    results = [predictor.predict(f) for f in files]
+    results = [predictor.predict(f, explain=cfg.explain is not None) for f in files]
     if cfg.as_json:
         print(json.dumps(to_json(results, cfg, predictor.settings), indent=1))
     else:
         print(format_text(results, cfg.threshold))
+        if cfg.check_attack:
+            from deepshield.threats.alarm import format_alarm
+
+            print("\n".join(format_alarm(r.path, r.alarm) for r in results if r.alarm is not None))
+    if cfg.explain is not None:
+        from deepshield.explain import write_explanations
+
+        print(f"Grad-CAM heatmaps: {write_explanations(cfg.explain, results)}", file=sys.stderr)
     for line in problem_lines(results, predictor.settings):
         print(f"deepshield predict: {line}", file=sys.stderr)
     return exit_code(results)
@@ -32,11 +40,13 @@ def _predict(args: argparse.Namespace) -> int:
 def add_predict(sub: argparse._SubParsersAction) -> None:
     from deepshield.data.faces import DETECTORS
     from deepshield.evaluation.metrics import AGGREGATIONS
+    from deepshield.export import EXPORT_FORMATS
 
     p = sub.add_parser("predict", help="fake probability of videos or images",
                        description="Detect and crop faces as preprocessing did for training, score them, and "
                                    "print each video's fake probability (per frame with --json). Exit code 3 "
-                                   "when an input has no face, 2 when one cannot be read.")
+                                   "when an input has no face, 2 when one cannot be read, 4 when "
+                                   "--check-attack flags one (ABSTAIN).")
     p.add_argument("inputs", nargs="+", help="videos, images, or folders of them")
     p.add_argument("--checkpoint", default="default",
                    help="best.pt or last.pt of a training run, or 'default': the detector bundled with "
@@ -60,6 +70,17 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                    help="frame scores -> video score (default: mean)")
     p.add_argument("--defense", default=None,
                    help="input defenses applied to each face before the model, e.g. jpeg:75,median:3")
+    p.add_argument("--explain", default=None, metavar="DIR",
+                   help="write each face crop beside its Grad-CAM heatmap (evidence for 'fake') as PNGs "
+                        "into DIR, with DIR/index.json (needs the torch model)")
+    p.add_argument("--check-attack", action="store_true",
+                   help="attack alarm: flag inputs whose score is unstable under JPEG-75 and median-3 "
+                        "probes (adversarial perturbations are brittle); flagged inputs are labelled "
+                        "ABSTAIN and the exit code is 4 (threshold calibrated for --checkpoint default)")
+    p.add_argument("--runtime", default="torch", choices=["torch", *EXPORT_FORMATS],
+                   help="what scores the crops: torch (the checkpoint in PyTorch), onnx (ONNX Runtime, CPU) "
+                        "or torchscript; with onnx/torchscript --checkpoint is an exported file or a "
+                        "checkpoint, exported once into ~/.cache/deepshield/export (default: torch)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_predict)
@@ -107,6 +128,9 @@ def add_preprocess(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--splits", default=None, help="ffpp: folder with the official train/val/test.json")
     p.add_argument("--shard", default=None, help="K/N: process the K-th of N deterministic shards")
     p.add_argument("--max-side", type=positive_int, default=640, help="detect on frames downscaled to this")
+    p.add_argument("--keyframes", action="store_true",
+                   help="sample the nearest keyframes instead of the exact instants: much faster decoding, "
+                        "frames moved by up to half a keyframe interval (FF++ c23: up to 5 s)")
     p.add_argument("--seed", type=int, default=0, help="seeds torch in each worker (default: 0)")
     p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=_preprocess)

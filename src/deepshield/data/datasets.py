@@ -182,15 +182,17 @@ class FaceCatalogDataset(Dataset):
         image = decode() if self.cache is None else self.cache.get_or_load(row, decode)
         return torch.from_numpy(image)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
-        row = int(self.index[i])
+    def finish(self, image: torch.Tensor, i: int) -> torch.Tensor:
+        """uint8 [3, S, S] -> the float item at position ``i``: the transform, seeded by (seed, epoch, i)."""
         if self.augmented:
             item_seed = int(np.random.SeedSequence([self.seed, self.epoch, i]).generate_state(1)[0])
-            x = seeded(self.transform, self.load_uint8(row), item_seed)
-        else:
-            with single_thread():
-                x = self.transform(self.load_uint8(row))
-        return x, int(self.labels[row]), self.row_videos[row]
+            return seeded(self.transform, image, item_seed)
+        with single_thread():
+            return self.transform(image)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, str]:
+        row = int(self.index[i])
+        return self.finish(self.load_uint8(row), i), int(self.labels[row]), self.row_videos[row]
 
 
 def holdout_videos(rows: Sequence[CatalogRow], fraction: float = VAL_FRACTION, seed: int = 0,
@@ -299,13 +301,28 @@ def _catalog(arg: str | None, cfg: Any) -> DatasetPair:
         if not train_rows:
             raise DataError(f"{path}: {len(val_keys)} video(s) cannot be split into train and val; "
                              "add videos or give the catalog train/val splits")
+    pseudo = getattr(cfg, "pseudo_fakes", None)
+    ratio = getattr(cfg, "pseudo_fake_ratio", 1.0)
+    if not any(r.label == 1 for r in train_rows) and not pseudo:
+        raise ConfigError(f"{path}: no fakes (label 1) to train on; to train from real videos only, add "
+                          "--pseudo-fakes sbi (self-blended fakes made from the real crops)")
+    reals_only = bool(pseudo) and ratio >= 1
+    if reals_only:  # the catalog's fakes are ignored: never loaded, never in validation
+        train_rows = [r for r in train_rows if r.label == 0]
+        val_rows = [r for r in val_rows if r.label == 0]
     if getattr(cfg, "max_train", None):
         train_rows = subset_videos(train_rows, cfg.max_train, seed)
     common = dict(image_size=size, frames_per_video=fpv, seed=seed, cache_dir=cache_dir)
-    balance = getattr(cfg, "balance", False)
+    balance = getattr(cfg, "balance", False) and not pseudo
     train = FaceCatalogDataset(path, rows=train_rows, sampling="random", balance=balance,
                                transform=build_augment(getattr(cfg, "augment", "faces"), size), **common)
     val = FaceCatalogDataset(path, rows=val_rows, sampling="uniform", **{**common, "seed": seed + 1})
+    if pseudo:
+        from deepshield.data.pseudo_fakes import with_pseudo_fakes
+
+        sidecar = Path(cache_dir or getattr(cfg, "out", ".")) / "landmarks.npz"
+        train, val = with_pseudo_fakes(train, val, method=pseudo, ratio=ratio, sidecar=sidecar, seed=seed,
+                                       blend_val=reals_only, show_progress=getattr(cfg, "progress", True))
     return train, val
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
+from PIL import Image
 
 from deepshield.data.crops import CropGeometry, crop_face, fit_ratio, fit_square, square_box
 from deepshield.errors import ConfigError, unknown_name
@@ -146,16 +147,22 @@ def build_selector(mode: str) -> LargestFace | IoUTracker:
 # --- MTCNN -----------------------------------------------------------------------------------------
 
 
+NET_CHUNK = 256  # R-Net/O-Net crops per forward pass
+
+
 @register_detector("mtcnn")
 class MTCNNDetector:
     """MTCNN (Zhang et al., 2016) with facenet-pytorch's P/R/O-nets; the weights ship in its wheel.
 
     MTCNN's cost grows with the frame area (the P-Net image pyramid, and the candidates it yields), so
     P-Net runs on the frames downscaled to at most ``max_side`` pixels on their longer side, in batches
-    of up to ``batch_size`` frames of equal size. R-Net and O-Net then score and regress the candidates
-    from full-resolution crops, so the boxes are placed as on the full frame. Faces under
-    ``min_face_size`` pixels *at the downscaled size* are not searched for. ``thresholds``: the three
-    stages' score thresholds (facenet-pytorch's defaults).
+    of up to ``batch_size`` frames of equal size. Its pyramid keeps the scales facenet-pytorch's MTCNN
+    uses on the full frame (``12 / min_face_size * factor**k`` of the full resolution), dropping those
+    that would look for faces under ``min_face_size`` pixels *at the downscaled size*: P-Net sees each
+    face at the scales it would on the full frame, which makes the boxes agree with full-resolution
+    MTCNN far better than a ladder restarted at the downscaled size. R-Net and O-Net then score and
+    regress the candidates from full-resolution crops, so the boxes are placed as on the full frame.
+    ``thresholds``: the three stages' score thresholds (facenet-pytorch's defaults).
     """
 
     def __init__(
@@ -198,7 +205,7 @@ class MTCNNDetector:
 
         with torch.inference_mode():
             full = torch.from_numpy(np.stack(frames)).to(self.device).permute(0, 3, 1, 2)
-            small, scale = self._downscale(full)
+            small, scale = self._downscale(frames)
             boxes, owner = self._propose(small, scale)
             boxes, owner, reg = self._stage(full, boxes, owner, self.rnet, 24, self.thresholds[1])
             if len(boxes):
@@ -213,16 +220,33 @@ class MTCNNDetector:
                 found[i].append(Face(box=tuple(row[:4].tolist()), score=float(row[4])))
         return [sorted(faces, key=lambda f: -f.score) for faces in found]
 
-    def _downscale(self, full: torch.Tensor) -> tuple[torch.Tensor, float]:
-        """Frames as float, area-downscaled so the longer side is at most ``max_side``; and the scale."""
-        from facenet_pytorch.models.utils.detect_face import imresample
+    def _downscale(self, frames: list[np.ndarray]) -> tuple[torch.Tensor, float]:
+        """Frames (equal sizes) as float NCHW, downscaled so the longer side is at most ``max_side`` by
+        area averaging (PIL's box filter on uint8: 3x faster than torch's on float); and the scale."""
+        import torch
 
-        height, width = full.shape[2:]
+        height, width = frames[0].shape[:2]
         scale = min(1.0, self.max_side / max(height, width))
-        small = full.float()
         if scale < 1.0:
-            small = imresample(small, (max(1, round(height * scale)), max(1, round(width * scale))))
-        return small, scale
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            frames = [np.asarray(_area_resize(Image.fromarray(f), size)) for f in frames]
+        return torch.from_numpy(np.stack(frames)).to(self.device).permute(0, 3, 1, 2).float(), scale
+
+    def _levels(self, small_side: int, scale: float) -> list[float]:
+        """Pyramid scales relative to the downscaled frames: facenet-pytorch's full-frame ladder
+        ``12 / min_face_size * factor**k`` divided by ``scale``, from the first that does not exceed
+        ``12 / min_face_size`` (no face under ``min_face_size`` px at the downscaled size) down to a
+        12 px image."""
+        top = 12.0 / self.min_face_size
+        level = top
+        while level / scale > top * (1 + 1e-9):
+            level *= self.factor
+        levels = []
+        level /= scale
+        while small_side * level >= 12:
+            levels.append(level)
+            level *= self.factor
+        return levels
 
     def _propose(self, small: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         """P-Net over the pyramid of the downscaled frames: candidate squares in full-resolution pixels."""
@@ -231,8 +255,8 @@ class MTCNNDetector:
         from torchvision.ops import batched_nms
 
         sh, sw = small.shape[2:]
-        level, found, owners = 12.0 / self.min_face_size, [], []
-        while min(sh, sw) * level >= 12:
+        found, owners = [], []
+        for level in self._levels(min(sh, sw), scale):
             pyramid = (imresample(small, (int(sh * level + 1), int(sw * level + 1))) - 127.5) * 0.0078125
             pyramid = pyramid.contiguous(memory_format=torch.channels_last)
             reg, probs = self.pnet(pyramid)
@@ -240,7 +264,6 @@ class MTCNNDetector:
             keep = batched_nms(cand[:, :4], cand[:, 4], owner, 0.5)
             found.append(cand[keep])
             owners.append(owner[keep])
-            level *= self.factor
         if not found:
             return small.new_zeros((0, 5)), torch.zeros(0, dtype=torch.long, device=small.device)
         cand, owner = torch.cat(found), torch.cat(owners)
@@ -290,8 +313,10 @@ class MTCNNDetector:
                 for k, v in enumerate(valid.tolist())
             ]
         )
-        out = net(((crops - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last))
-        reg, score = out[0], out[-1][:, 1]
+        crops = ((crops - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
+        # In chunks whose activations stay in cache: 2-3x faster than one batch of ~1000 R-Net crops.
+        outs = [net(crops[i : i + NET_CHUNK]) for i in range(0, len(crops), NET_CHUNK)]
+        reg, score = torch.cat([o[0] for o in outs]), torch.cat([o[-1] for o in outs])[:, 1]
         keep = score > threshold
         boxes = torch.cat([boxes[keep, :4], score[keep, None]], dim=1)
         owner, reg = owner[keep], reg[keep]
@@ -299,6 +324,15 @@ class MTCNNDetector:
             nms = batched_nms(boxes[:, :4], boxes[:, 4], owner, 0.7)
             boxes, owner, reg = boxes[nms], owner[nms], reg[nms]
         return boxes, owner, reg
+
+
+def _area_resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``image`` shrunk to ``size`` (w, h) by averaging: ``reduce`` for a whole factor (2x faster), else
+    a box-filter resize; both average exactly the source pixels each output pixel covers."""
+    factor = image.width // size[0]
+    if factor > 1 and (image.width, image.height) == (size[0] * factor, size[1] * factor):
+        return image.reduce(factor)
+    return image.resize(size, Image.Resampling.BOX)
 
 
 def _square(boxes: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,7 @@ from deepshield.progress import progress as progress_bar
 # Settings that change the crops: a rerun into the same folder must use the same values.
 _RESUME_FIELDS = (
     "root layout fps frames_per_video size margin faces min_score format quality compression splits "
-    "max_side detector shift metadata split_ratios"
+    "max_side detector shift metadata split_ratios keyframes"
 ).split()
 
 

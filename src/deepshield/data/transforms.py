@@ -17,6 +17,9 @@ Gaussian blur       kernel 5, sigma 0.1-1.5                                     
 cutout              RandomErasing, 2-15 % of the area, aspect 0.3-3.3, black     0.25
 ==================  ===========================================================  ====
 
+The ``platform`` recipe adds compression-aware ops (:mod:`deepshield.data.augment`): downscale-upscale,
+blur, sensor noise and real H.264 intra coding at several CRFs, after the uint8 -> float conversion.
+
 Hue jitter is off by default: its HSV round trip costs ~10 ms per 224 px crop on a CPU core, five times
 the rest of the pipeline together.
 
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 import torch
 from torchvision.transforms import v2
 
+from deepshield.data.augment import PlatformOps
 from deepshield.errors import unknown_name
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
@@ -60,6 +64,7 @@ class Augment:
     erase_p: float = 0.25
     erase_scale: tuple[float, float] = (0.02, 0.15)
     erase_ratio: tuple[float, float] = (0.3, 3.3)
+    platform: PlatformOps = PlatformOps()   # downscale, blur, noise, H.264 (data.augment); off by default
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
@@ -88,13 +93,22 @@ def build_train_transform(image_size: int, aug: Augment | None = None) -> Transf
     steps += maybe(a.jpeg_p, v2.JPEG(list(a.jpeg_quality)))
     steps += maybe(a.blur_p, v2.GaussianBlur(a.blur_kernel, sigma=a.blur_sigma))
     steps.append(v2.Lambda(to_float, torch.Tensor))  # the same conversion as evaluation, bit for bit
+    if a.platform.active:
+        steps.append(v2.Lambda(a.platform, torch.Tensor))
     if a.erase_p > 0:
         steps.append(v2.RandomErasing(p=a.erase_p, scale=a.erase_scale, ratio=a.erase_ratio, value=0.0))
     return v2.Compose(steps)
 
 
-# Named augmentation recipes (``TrainConfig.augment``); None = no augmentation.
-AUGMENTS: dict[str, Augment | None] = {"faces": Augment(), "none": None}
+# Named augmentation recipes (``TrainConfig.augment``); None = no augmentation. ``platform``: the face
+# augmentations plus what an upload does (data.augment): JPEG 40-100 (p 0.5), downscale x0.4-0.9 and back
+# (p 0.3), blur σ 0.3-1.5 (p 0.2, instead of the faces recipe's σ 0.1-1.5 at p 0.1), noise std 0.005-0.03
+# (p 0.2), real H.264 intra coding at CRF 18/23/28/33/38 (p 0.3).
+AUGMENTS: dict[str, Augment | None] = {
+    "faces": Augment(),
+    "platform": Augment(blur_p=0.0, platform=PlatformOps(down_p=0.3, blur_p=0.2, noise_p=0.2, h264_p=0.3)),
+    "none": None,
+}
 
 
 def build_augment(name: str, image_size: int) -> Transform | None:

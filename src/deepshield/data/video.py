@@ -4,8 +4,15 @@ Frames are chosen by presentation time, not by frame count, so variable-frame-ra
 evenly in time: ``fps=1`` takes the frame on screen at 0 s, 1 s, 2 s, ...; ``num_frames=N`` takes the
 frames on screen at the centres of N equal slices of the video. Only what those frames need is
 decoded: the packets are demuxed once (cheap, no decoding) to learn every frame's timestamp and the
-keyframes, then the decoder seeks to the keyframe before each sampled frame when that skips work, and
-skips non-reference frames it does not have to show (``skip_frame``), which is bit-exact.
+keyframes, then the decoder seeks to the keyframe before each sampled frame when that skips work,
+skips non-reference frames it does not have to show (``skip_frame``), which is bit-exact, and is
+drained as soon as it holds every sampled frame of a stretch (no packet is decoded only to push
+frames out of its reorder buffer).
+
+``keyframes=True`` trades frame position for speed (:func:`keyframe_positions`): each sampled instant
+moves to the nearest keyframe, which decodes alone, so no stretch of frames is decoded to reach it.
+Where a video has few keyframes (FF++ c23: one per 250 frames) several instants share one; they take
+it and the frames that follow it, so N instants still give N distinct frames.
 
     >>> for frame in read_media("clip.mp4", fps=1.0):
     ...     frame.index, frame.timestamp_s, frame.image.shape   # (25, 1.0, (720, 1280, 3))
@@ -14,7 +21,7 @@ skips non-reference frames it does not have to show (``skip_frame``), which is b
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -69,14 +76,19 @@ class Frame(NamedTuple):
 
 
 def read_media(
-    path: str | Path, *, fps: float | None = None, num_frames: int | None = None, threads: int = 0
+    path: str | Path,
+    *,
+    fps: float | None = None,
+    num_frames: int | None = None,
+    threads: int = 0,
+    keyframes: bool = False,
 ) -> Iterator[Frame]:
     """Sampled frames of a video, or the single frame of a still image (chosen by file extension)."""
     if Path(path).suffix.lower() in IMAGE_EXTENSIONS:
         _check_sampling(fps, num_frames)
         yield read_image(path)
     else:
-        yield from read_frames(path, fps=fps, num_frames=num_frames, threads=threads)
+        yield from read_frames(path, fps=fps, num_frames=num_frames, threads=threads, keyframes=keyframes)
 
 
 def read_image(path: str | Path) -> Frame:
@@ -132,14 +144,82 @@ def sample_indices(
     return sorted({int(i) for i in np.clip(idx, 0, times.size - 1)})
 
 
+def keyframe_positions(chosen: Sequence[int], keys: Sequence[int], n_frames: int) -> dict[int, int]:
+    """Where ``keyframes=True`` sampling moves each sampled frame position: ``{position: moved to}``.
+
+    Positions count frames in presentation order, ``keys`` are the keyframes' positions (sorted) and
+    ``n_frames`` the video's length. Each position moves to its nearest keyframe (ties: the earlier).
+    The m positions that share a keyframe K take K, K+1, ..., K+m-1 (decoded forward from K), in their
+    order, unless those run past the frames nearer to K than to the next keyframe: then the m positions
+    keep their own frames (decoded forward as without ``keyframes``). So the frames moved to are
+    distinct, as many as ``chosen``, and a position moves by at most :func:`max_keyframe_distance`
+    frames. Without keyframes nothing moves.
+    """
+    chosen = sorted(set(chosen))
+    if not keys:
+        return {p: p for p in chosen}
+    groups: dict[int, list[int]] = {}
+    for position in chosen:
+        k = bisect.bisect_right(keys, position) - 1
+        if k < 0 or (k + 1 < len(keys) and keys[k + 1] - position < position - keys[k]):
+            k += 1
+        groups.setdefault(k, []).append(position)
+    moved: dict[int, int] = {}
+    for k, positions in groups.items():
+        # Frames K .. room-1 are nearer to K than to the next keyframe: no other group can take them.
+        room = (keys[k] + keys[k + 1]) // 2 + 1 if k + 1 < len(keys) else n_frames
+        fits = keys[k] + len(positions) <= room
+        moved.update((p, keys[k] + j if fits else p) for j, p in enumerate(positions))
+    return moved
+
+
+def max_keyframe_distance(keys: Sequence[int], n_frames: int) -> int:
+    """The largest distance (frames) from a frame of the video to its nearest keyframe: the bound on how
+    far :func:`keyframe_positions` moves a sampled frame."""
+    if not keys:
+        return 0
+    gaps = [(b - a) // 2 for a, b in zip(keys, keys[1:], strict=False)]
+    return max([keys[0], n_frames - 1 - keys[-1], *gaps])
+
+
+class VideoIndex(NamedTuple):
+    """What demuxing a video (without decoding) tells: each frame's time (s, from the first frame, in
+    presentation order) and the positions of the keyframes among them."""
+
+    times_s: list[float]
+    keyframes: list[int]
+
+
+def index_video(path: str | Path) -> VideoIndex:
+    """Frame times and keyframe positions of a video, from its packets (no decoding)."""
+    path = Path(path)
+    with _open(path) as container:
+        stream = _video_stream(container)
+        packets = _demux_index(container, stream)
+        time_base = stream.time_base
+    if not packets or any(pts is None for pts, _ in packets):
+        return VideoIndex([], [])
+    pts_sorted = sorted({pts for pts, _ in packets})
+    key_pts = {pts for pts, key in packets if key}
+    times = [float((p - pts_sorted[0]) * time_base) for p in pts_sorted]
+    return VideoIndex(times, [i for i, p in enumerate(pts_sorted) if p in key_pts])
+
+
 def read_frames(
-    path: str | Path, *, fps: float | None = None, num_frames: int | None = None, threads: int = 0
+    path: str | Path,
+    *,
+    fps: float | None = None,
+    num_frames: int | None = None,
+    threads: int = 0,
+    keyframes: bool = False,
 ) -> Iterator[Frame]:
     """Decode the sampled frames of a video, upright (rotation metadata applied), in time order.
 
     Exactly one of ``fps`` (frames per second of video) or ``num_frames`` (evenly spaced) is given.
-    ``threads``: decoder threads, 0 = FFmpeg's choice. Raises a ``VideoError`` subclass for empty,
-    non-video or corrupt files; a truncated video yields the frames that precede the damage.
+    ``threads``: decoder threads, 0 = FFmpeg's choice. ``keyframes``: sample the nearest keyframes
+    instead (:func:`keyframe_positions`; ignored for streams without timestamps). Raises a ``VideoError``
+    subclass for empty, non-video or corrupt files; a truncated video yields the frames that precede the
+    damage.
     """
     _check_sampling(fps, num_frames)
     path = Path(path)
@@ -151,16 +231,20 @@ def read_frames(
         stream = _video_stream(container)
         stream.thread_type = "AUTO"
         stream.thread_count = threads
+        key_pts = sorted(pts for pts, key in packets if key and pts is not None)
         if any(pts is None for pts, _ in packets):
             plan = None  # no timestamps (e.g. raw streams): fall back to counting frames
         else:
             pts_sorted = sorted({pts for pts, _ in packets})
             times = [float((p - pts_sorted[0]) * stream.time_base) for p in pts_sorted]
             chosen = sample_indices(times, fps=fps, num_frames=num_frames)
+            if keyframes:
+                positions = {p: i for i, p in enumerate(pts_sorted)}
+                keys = [positions[p] for p in key_pts]
+                chosen = sorted(keyframe_positions(chosen, keys, len(pts_sorted)).values())
             plan = {pts_sorted[i]: (i, times[i]) for i in chosen}
-        keyframes = sorted(pts for pts, key in packets if key and pts is not None)
         if plan is not None:
-            frames = _decode_planned(container, stream, plan, keyframes)
+            frames = _decode_planned(container, stream, plan, key_pts)
         else:
             frames = _decode_counted(container, stream, len(packets), fps, num_frames)
         delivered = 0
@@ -185,32 +269,47 @@ def _decode_planned(
 ) -> Iterator[tuple[av.VideoFrame, int, float]]:
     """Decode the frames whose pts are in ``plan``, seeking past stretches no sampled frame needs.
 
-    Seeking is only a shortcut: where it fails (unseekable input), decoding carries on sequentially.
+    Once the decoder has been fed every sampled frame before the next one's keyframe, it is drained
+    (rather than fed more packets until its reorder delay lets the frames out), then the demuxer seeks
+    to that keyframe. Seeking is only a shortcut: where it fails (unseekable input), decoding carries on
+    sequentially.
     """
     codec = stream.codec_context
-    pending = sorted(plan)
+    pending = sorted(plan)  # sampled frames not delivered yet
+    unfed = sorted(plan)  # those of them whose packet the decoder has not been given yet (a subset)
     can_seek = True
     while pending:
         fed = None  # largest pts fed to the decoder since the start or the last seek
         jumped = False
         try:
             for packet in container.demux(stream):
-                if packet.pts is not None and packet.pts in plan:
-                    codec.skip_frame = "DEFAULT"
-                else:
-                    # Non-reference frames that are not shown are never needed by other frames.
-                    codec.skip_frame = "NONREF"
+                wanted = packet.pts is not None and packet.pts in plan
+                # Non-reference frames that are not shown are never needed by other frames.
+                codec.skip_frame = "DEFAULT" if wanted else "NONREF"
+                if wanted:
+                    _discard(unfed, packet.pts)
                 for frame in _safe_decode(codec, packet):
-                    yield from _take(frame, pending, plan)
+                    yield from _take(frame, pending, plan, unfed)
                 if not pending:
                     return
                 if packet.pts is not None:
                     fed = packet.pts if fed is None else max(fed, packet.pts)
-                if can_seek and fed is not None and _keyframe_before(keyframes, pending[0]) > fed:
+                if fed is None or (unfed and _keyframe_before(keyframes, unfed[0]) <= fed):
+                    continue  # the next sampled frame is reached by decoding on
+                held = len(pending) > len(unfed)  # it was fed sampled frames it still holds: drain it
+                if held:
+                    for frame in _safe_decode(codec, None):
+                        yield from _take(frame, pending, plan, unfed)
+                    pending[:] = unfed[:]  # the others were fed but never shown (damaged)
+                    if not pending:
+                        return
+                if can_seek:
                     # The next sampled frame starts from a keyframe not reached yet: jump there.
                     jumped = can_seek = _seek(container, stream, pending[0])
                     if jumped:
                         break
+                if held:
+                    codec.flush_buffers()  # a drained decoder takes no packet before a flush
         except av.error.FFmpegError:
             return  # damaged tail: keep what was decoded
         if not jumped:
@@ -227,17 +326,24 @@ def _seek(container: av.container.InputContainer, stream: av.video.stream.VideoS
 
 
 def _take(
-    frame: av.VideoFrame, pending: list[int], plan: dict[int, tuple[int, float]]
+    frame: av.VideoFrame, pending: list[int], plan: dict[int, tuple[int, float]], unfed: list[int]
 ) -> Iterator[tuple[av.VideoFrame, int, float]]:
     pts = frame.pts
     if pts is None:
         return
     while pending and pending[0] < pts:
-        pending.pop(0)  # decoder never produced it (damaged or skipped by the container)
+        _discard(unfed, pending.pop(0))  # decoder never produced it (damaged or skipped by the container)
     if pending and pending[0] == pts:
         pending.pop(0)
         index, time_s = plan[pts]
         yield frame, index, time_s
+
+
+def _discard(values: list[int], value: int) -> None:
+    """Remove ``value`` from the sorted list ``values`` if it is there."""
+    i = bisect.bisect_left(values, value)
+    if i < len(values) and values[i] == value:
+        del values[i]
 
 
 def _decode_counted(
@@ -261,9 +367,10 @@ def _decode_counted(
         return
 
 
-def _safe_decode(codec: av.codec.context.CodecContext, packet: av.Packet) -> list[av.VideoFrame]:
+def _safe_decode(codec: av.codec.context.CodecContext, packet: av.Packet | None) -> list[av.VideoFrame]:
+    """Frames out of the decoder after ``packet``; ``None`` (or an empty packet) drains it."""
     try:
-        return codec.decode(packet if packet.size else None)
+        return codec.decode(packet if packet is not None and packet.size else None)
     except av.error.InvalidDataError:
         return []  # one broken packet; FFmpeg conceals it in the frames that follow
 
@@ -337,6 +444,10 @@ __all__ = [
     "Frame",
     "NotAVideoError",
     "VideoError",
+    "VideoIndex",
+    "index_video",
+    "keyframe_positions",
+    "max_keyframe_distance",
     "read_frames",
     "read_image",
     "read_media",

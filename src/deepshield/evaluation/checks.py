@@ -20,7 +20,10 @@ Which attack is which comes from the attack registry (each attack's ``kind``), n
 - ``nonzero_gradients``: the loss has a non-zero input gradient for (almost) every sample.
 
 "More than noise" is one binomial standard error at p = 0.5 times 1.5 (:func:`noise_tolerance`).
-The extra attacks run on the first ``spec.sanity_n`` samples, compared on those same samples.
+The extra attacks run on the first ``spec.sanity_n`` samples, compared on those same samples. The sweep
+attacks those samples independently (a fresh start per attack and ε, no reuse of fooling points, no warm
+start; ``robust._Reuse``), so the checks that compare rows (monotone, iterative vs single-step, black-box
+vs white-box) compare independent runs on them, not the cascade that is monotone by construction.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from deepshield.config import SweepSpec
 from deepshield.evaluation.formatting import eps_label, failed, row_key
 from deepshield.evaluation.results import SweepResult
 from deepshield.evaluation.robust import attack_correct, eval_mode, make_attack, robust_mask
+from deepshield.progress import progress
 from deepshield.training.loops import split_batch
 
 HUGE_EPS = {"linf": 64 / 255, "l2": 16.0}
@@ -60,7 +64,8 @@ class _Subset:
         n = min(len(data), spec.sanity_n, results.n)
         self.model, self.spec, self.device, self.n, self.log = model, spec, device, n, log
         self.attack_model = attack_model if attack_model is not None else model
-        self.loader = DataLoader(Subset(data, range(n)), batch_size=batch_size, shuffle=False)
+        # Small batches: the progress line can estimate the time left, and Square stops per batch.
+        self.loader = DataLoader(Subset(data, range(n)), batch_size=min(batch_size, 32), shuffle=False)
         self.labels = np.asarray(results.samples.labels[:n], dtype=int)
         self.scores = {k: np.asarray(v[:n]) for k, v in results.samples.scores.items()}
 
@@ -75,7 +80,8 @@ class _Subset:
             self.log(f"  sanity check: {attack.name} at ε = {eps_label(attack.eps, attack.norm)} ({budget}) "
                      f"on {self.n} images")
         out = []
-        for batch in self.loader:
+        for batch in progress(self.loader, desc=f"  {attack.name}", enabled=self.log is not None, leave=False,
+                              unit="batch"):
             x, y, _ = split_batch(batch)
             x, y = x.to(self.device), y.to(self.device)
             _, p = attack_correct(self.model, x, y, attack, attack_model=self.attack_model)
@@ -111,8 +117,21 @@ def sanity_checks(model: nn.Module, data: Dataset, spec: SweepSpec, results: Swe
         return _run_checks(model, data, spec, results, device, batch_size, log, attack_model)
 
 
+def first_look_note(spec: SweepSpec) -> str | None:
+    """What ``--thorough`` would add to the sanity checks of ``spec``; None if it has the full budget."""
+    full = spec.thorough()
+    if full == spec:
+        return None
+    return (f"first look: {spec.sanity_n} independently attacked images, Square {spec.square_queries} "
+            f"queries; --thorough attacks {full.sanity_n} images independently with Square at "
+            f"{full.square_queries} queries (tighter checks; several times longer)")
+
+
 def _run_checks(model, data, spec, results, device, batch_size, log=None, attack_model=None) -> list[dict]:
     sub = _Subset(model, data, spec, results, device, batch_size, log, attack_model)
+    note = first_look_note(spec)
+    if log is not None and note:
+        log("  " + note)
     eps_list = sorted(set(spec.eps))
     if spec.reuse and spec.early_stop and results.n > sub.n:
         # Beyond the subset the sweep reused fooling points across ε and attacks (monotone by

@@ -13,6 +13,8 @@ from deepshield.evaluation.tables import (
     DIRECTIONS,
     SEVERITY_NOTE,
     attack_grid,
+    cross_intro,
+    cross_tables,
     failed_runs,
     method_rows,
     settings_line,
@@ -149,6 +151,18 @@ def _row(cells: list[str], keys: int, tag: str = "td") -> str:
                             for i, c in enumerate(cells)) + "</tr>"
 
 
+def _cross_section(runs: dict[str, dict]) -> str:
+    """In-domain vs cross-domain tables ("" when no run was evaluated on more than one dataset)."""
+    tables = cross_tables(runs)
+    if not tables:
+        return ""
+    body = "".join(f"<h3>{_e(t.title)}</h3><table>{_row(t.header, t.keys, 'th')}"
+                   f"{''.join(_row(cells, t.keys) for cells in t.rows)}</table>"
+                   f"<p class='note'>{_e(t.note)}.</p>" for t in tables)
+    return (f"<h2>Cross-dataset: in-domain vs cross-domain</h2><p class='note'>{_e(cross_intro(runs))}</p>"
+            f"{body}")
+
+
 def _methods_table(runs: dict[str, dict]) -> str:
     rows = []
     for run, res in runs.items():
@@ -214,12 +228,14 @@ def render_html(runs: dict[str, dict], figs: dict, title: str, created: str) -> 
     """The whole report page as one string."""
     galleries = "".join(_figure(figs.get(f"gallery:{run}"), f"<b>{_e(run)}</b>: clean face, the "
                                 "adversarial face, and the perturbation amplified so ±ε spans the full "
-                                "range.") for run in runs)
+                                "range; below, where drawn, the Grad-CAM map of 'fake' on the clean and "
+                                "the adversarial face (red: most evidence).") for run in runs)
     sections = [
         f"<h1>{_e(title)}</h1><div class='sub'>{len(runs)} model(s) · generated {_e(created)} · "
         f"deepshield {__version__}</div>",
         _banner(runs),
         f"<div class='cards'>{''.join(_card(run, res) for run, res in runs.items())}</div>",
+        _cross_section(runs),
         "<h2>Accuracy under attack</h2>",
         _figure(figs.get("robust"), "Accuracy as the attack budget grows; ε = 0 is clean accuracy. "
                 "<b>worst-case</b>: a face counts as robust only if no attack fooled it."),

@@ -1,5 +1,6 @@
 """Figures of a robustness report (matplotlib, PNG): accuracy vs ε, ROC clean vs attacked, per-method
-bars, and a gallery of clean / adversarial / amplified-perturbation faces.
+bars, and a gallery of clean / adversarial / amplified-perturbation faces (with their Grad-CAM maps
+when given).
 
 Every function takes ``runs`` = {run name: results dict of ``evaluation.robust.sweep``} and writes one
 PNG atomically, returning its path (or None when there is nothing to draw).
@@ -165,19 +166,32 @@ def plot_methods(runs: dict[str, dict], path: Path) -> Path | None:
         return save(fig, path)
 
 
+def _heat_panel(ax: plt.Axes, image: np.ndarray, heat: np.ndarray) -> None:
+    ax.imshow(image, interpolation="nearest")
+    ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0, vmax=1, interpolation="bilinear",
+              extent=(-0.5, image.shape[1] - 0.5, image.shape[0] - 0.5, -0.5))
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def _to_image(chw: np.ndarray) -> np.ndarray:
     return np.clip(np.transpose(chw, (1, 2, 0)), 0, 1)
 
 
-def plot_gallery(clean: np.ndarray, adv: np.ndarray, meta: dict, path: Path, title: str = "") -> Path:
-    """Columns of faces: clean, adversarial, and the perturbation scaled so ±ε spans the full range."""
+def plot_gallery(clean: np.ndarray, adv: np.ndarray, meta: dict, path: Path, title: str = "",
+                 heat_clean: np.ndarray | None = None, heat_adv: np.ndarray | None = None) -> Path:
+    """Columns of faces: clean, adversarial, and the perturbation scaled so ±ε spans the full range;
+    with ``heat_clean`` and ``heat_adv`` ([K, H, W] in [0, 1], ``deepshield.explain.gradcam`` of
+    "fake"), two more rows: each face with its Grad-CAM map on top (jet: red = most evidence)."""
     items = meta["items"]
     eps = float(meta["eps"])
     n = len(items)
     norm = meta.get("norm", "linf")
     eps_text = eps_label(eps, norm) + ("" if norm == "linf" else " (L2)")
+    heats = [heat_clean, heat_adv] if heat_clean is not None and heat_adv is not None else []
     with plt.rc_context({**STYLE, "axes.grid": False}):
-        fig, axes = plt.subplots(3, n, figsize=(1.9 * n + 0.6, 7.4), squeeze=False)
+        fig, axes = plt.subplots(3 + len(heats), n, figsize=(1.9 * n + 0.6, 7.4 + 2.3 * len(heats)),
+                                 squeeze=False)
         for j, item in enumerate(items):
             delta = adv[j] - clean[j]
             scale = max(float(np.abs(delta).max()), 1e-12) if meta.get("norm") == "l2" else eps
@@ -199,7 +213,10 @@ def plot_gallery(clean: np.ndarray, adv: np.ndarray, meta: dict, path: Path, tit
                     side.set_color(color if i < 2 else "#cccccc")
                     side.set_linewidth(2.5 if i < 2 else 0.8)
                 ax.set_title(text, fontsize=9, color=color, fontweight="bold" if i < 2 else "normal")
-        for i, label in enumerate(("clean", "adversarial", "perturbation")):
+            for i, (faces, heat) in enumerate(zip((clean, adv), heats, strict=False), start=3):
+                _heat_panel(axes[i, j], _to_image(faces[j]), heat[j])
+        rows = ("clean", "adversarial", "perturbation", "Grad-CAM clean", "Grad-CAM adversarial")
+        for i, label in enumerate(rows[:3 + len(heats)]):
             axes[i, 0].set_ylabel(label, fontsize=10)
         fig.suptitle(title or f"{meta['attack']} at ε = {eps_text}", fontsize=12, fontweight="bold")
         fig.tight_layout(h_pad=1.6)

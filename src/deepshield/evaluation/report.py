@@ -22,6 +22,8 @@ from deepshield.evaluation.results import EvalResult
 from deepshield.evaluation.tables import (
     SEVERITY_NOTE,
     checks_markdown,
+    cross_intro,
+    cross_markdown,
     detail_markdown,
     failed_runs,
     markdown_table,
@@ -124,6 +126,9 @@ def _markdown(runs: dict[str, dict], figs: dict, title: str) -> str:
         parts.append("All sanity checks passed.\n")
     parts.append(f"## At a glance\n\n{summary_table(runs)}\n\n*robust*: accuracy under the worst case over "
                  "all attacks (a face counts only if no attack fooled it).\n")
+    cross = cross_markdown(runs)
+    if cross:
+        parts.append(f"## Cross-dataset: in-domain vs cross-domain\n\n{cross_intro(runs)}\n\n{cross}\n")
     parts.append(f"## Accuracy under attack\n\n{markdown_table(runs)}\n\n![robust accuracy vs eps]"
                  f"({figs['robust'].name})\n")
     parts += [detail_markdown(run, res) + "\n" for run, res in runs.items()]

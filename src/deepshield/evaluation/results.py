@@ -89,9 +89,36 @@ class SweepResult:
 
 
 @dataclass
+class DatasetEval:
+    """One more dataset a checkpoint was scored on (``deepshield evaluate --dataset A B``): its spec, its
+    ``domain`` (see :mod:`deepshield.evaluation.cross_dataset`) and clean metrics; ``sweep.robust`` is empty
+    unless it was attacked too (``--cross-sweep``)."""
+
+    dataset: str
+    domain: str
+    sweep: SweepResult
+
+    @property
+    def swept(self) -> bool:
+        return bool(self.sweep.robust)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dataset": self.dataset, "domain": self.domain, **self.sweep.to_json()}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], source: str = "results.json") -> DatasetEval:
+        if not isinstance(d, dict) or "dataset" not in d:
+            raise DataError(f"{source} is not a cross-dataset entry (no 'dataset' key)")
+        return cls(dataset=str(d["dataset"]), domain=str(d.get("domain", "")),
+                   sweep=SweepResult.from_json(d, source))
+
+
+@dataclass
 class EvalResult:
     """One evaluated checkpoint: the sweep, its sanity checks, and where and how it ran. ``out`` is
-    the folder holding results.json and the report (not saved in the JSON)."""
+    the folder holding results.json and the report (not saved in the JSON). ``domain``: whether
+    ``dataset`` is the one the checkpoint was trained on; ``cross``: more datasets scored in the same run
+    (results.json ``cross_dataset``, written only when there are some)."""
 
     sweep: SweepResult
     checks: list[dict[str, Any]] = field(default_factory=list)
@@ -105,14 +132,21 @@ class EvalResult:
     seconds: float = 0.0
     created: str = ""
     out: Path | None = None
+    domain: str = ""
+    cross: list[DatasetEval] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The results.json dict (sweep fields at the top level, ``seconds`` = the whole evaluation)."""
-        return {**self.sweep.to_json(), "sweep_seconds": self.sweep.seconds, "checks": self.checks,
-                "run": self.run, "checkpoint": self.checkpoint, "dataset": self.dataset, "model": self.model,
-                "device": self.device, "train_config": self.train_config, "threat": self.threat,
-                "seconds": self.seconds,
-                "created": self.created}
+        d = {**self.sweep.to_json(), "sweep_seconds": self.sweep.seconds, "checks": self.checks,
+             "run": self.run, "checkpoint": self.checkpoint, "dataset": self.dataset, "model": self.model,
+             "device": self.device, "train_config": self.train_config, "threat": self.threat,
+             "seconds": self.seconds,
+             "created": self.created}
+        if self.domain:
+            d["domain"] = self.domain
+        if self.cross:
+            d["cross_dataset"] = [c.to_json() for c in self.cross]
+        return d
 
     @classmethod
     def from_json(cls, d: dict[str, Any], source: str = "results.json",
@@ -122,11 +156,14 @@ class EvalResult:
                    dataset=str(d.get("dataset", "")), model=str(d.get("model", "")),
                    device=str(d.get("device", "")), train_config=dict(d.get("train_config", {})),
                    threat=dict(d.get("threat", {})),
-                   seconds=float(d.get("seconds", 0.0) or 0.0), created=str(d.get("created", "")), out=out)
+                   seconds=float(d.get("seconds", 0.0) or 0.0), created=str(d.get("created", "")), out=out,
+                   domain=str(d.get("domain", "")),
+                   cross=[DatasetEval.from_json(c, f"{source} cross_dataset[{i}]")
+                          for i, c in enumerate(d.get("cross_dataset") or [])])
 
     @property
     def failed_checks(self) -> list[dict[str, Any]]:
         return [c for c in self.checks if not c["passed"]]
 
 
-__all__ = ["EvalResult", "GalleryImages", "Samples", "SweepResult"]
+__all__ = ["DatasetEval", "EvalResult", "GalleryImages", "Samples", "SweepResult"]

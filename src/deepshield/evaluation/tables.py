@@ -96,7 +96,7 @@ def console_summary(run: str, res: dict) -> str:
     lines = [f"  {'clean':<{width}}  acc {fmt(c['acc'])}  AUC {fmt(c.get('auc'))}  {directions(c)}"]
     lines += [f"  {label:<{width}}  acc {fmt(r['acc'])}  AUC {fmt(r['auc'])}  {directions(r)}"
               for label, r in zip(labels, rows, strict=True)]
-    for t in threat_tables(res):
+    for t in [*threat_tables(res), *cross_tables({run: res}, with_model=False)]:
         names = [" ".join(c for c in cells[:t.keys] if c != "—") for cells in t.rows]
         width = max(len(n) for n in names)
         lines.append(f"  {t.title}:")
@@ -180,6 +180,102 @@ def threat_tables(res: dict) -> list[ThreatTable]:
         out.append(ThreatTable("Natural corruptions", "clean faces after a re-upload's processing, no "
                                "attacker", ["corruption", *metrics], rows, 1))
     return out
+
+
+CROSS_NOTE = ("in-domain: the catalog (any split) the checkpoint was trained on; cross-domain: any other; "
+              "ΔAUC: frame AUC minus the run's in-domain frame AUC; video: frames averaged per video (mean); "
+              "robust: headline accuracy under attack, on the datasets that were attacked")
+METHOD_NOTE = "each fake method against all the dataset's reals; acc: on the method's own faces"
+
+
+def dataset_entries(res: dict) -> list[dict]:
+    """A run's datasets as results dicts: the attacked one, then its ``cross_dataset`` entries."""
+    return [res, *res.get("cross_dataset", [])]
+
+
+def _video(m: dict) -> dict:
+    return (m.get("video") or {}).get("mean") or {}
+
+
+def cross_tables(runs: dict[str, dict], with_model: bool = True) -> list[ThreatTable]:
+    """"Datasets" (one row per run and dataset: domain, sizes, frame and video metrics, ΔAUC against the
+    in-domain row, robust accuracy at the reference ε) and "Per method" (datasets with two or more fake
+    methods); none unless some run has ``cross_dataset`` entries."""
+    runs = {run: res for run, res in runs.items() if res.get("cross_dataset")}
+    if not runs:
+        return []
+    ref = reference_eps(next(iter(runs.values())))
+    lead = ["model"] if with_model else []
+    rows, methods = [], []
+    for run, res in runs.items():
+        entries = dataset_entries(res)
+        base = next((e["clean"].get("auc") for e in entries if e.get("domain") == "in-domain"), None)
+        name = [run] if with_model else []
+        for e in entries:
+            rows.append([*name, *_dataset_cells(e, base, ref)])
+            methods += [[*name, str(e.get("dataset", "?")), *cells] for cells in _method_cells(e["clean"])]
+    robust = f"robust {eps_label(ref, norm_of(runs))}" if ref is not None else "robust"
+    head = [*lead, "dataset", "domain", "faces", "videos", "acc", "AUC", "AP", "EER", "video acc",
+            "video AUC", "ΔAUC", robust]
+    out = [ThreatTable("Datasets", CROSS_NOTE, head, rows, len(lead) + 2)]
+    if methods:
+        head = [*lead, "dataset", "method", "faces", "videos", "acc", "AUC", "video AUC"]
+        out.append(ThreatTable("Per method", METHOD_NOTE, head, methods, len(lead) + 2))
+    return out
+
+
+def _dataset_cells(e: dict, base_auc: float | None, ref: float | None) -> list[str]:
+    """dataset, domain, faces, videos, acc, AUC, AP, EER, video acc, video AUC, ΔAUC, robust of one entry."""
+    c, v = e["clean"], _video(e["clean"])
+    auc = c.get("auc")
+    delta = None if None in (base_auc, auc) or e.get("domain") == "in-domain" else auc - base_auc
+    robust = next((r["acc"] for r in headline_rows(e) if ref is not None and abs(r["eps"] - ref) < 1e-9),
+                  None) if e.get("robust") else None
+    return [str(e.get("dataset", "?")), e.get("domain") or "?", str(c.get("n", e.get("n"))),
+            str(v.get("n", "—")), fmt(c.get("acc")), fmt(auc), fmt(c.get("ap")), fmt(c.get("eer")),
+            fmt(v.get("acc")), fmt(v.get("auc")), "—" if delta is None else f"{delta:+.3f}",
+            fmt(robust) if e.get("robust") else "clean only"]
+
+
+def _method_cells(clean: dict) -> list[list[str]]:
+    """method, faces, videos, acc, AUC, video AUC per fake method, when there are two or more."""
+    by = clean.get("by_method") or {}
+    fakes = [m for m in by if m != "real"]
+    if len(fakes) < 2:
+        return []
+    real = by.get("real", {})
+    return [[m, str(by[m].get("n", 0) - real.get("n", 0)), str(_video_n(by[m]) - _video_n(real)),
+             fmt(by[m].get("fake_acc")), fmt(by[m].get("auc")), fmt((by[m].get("video") or {}).get("auc"))]
+            for m in fakes]
+
+
+def _video_n(m: dict) -> int:
+    return int((m.get("video") or {}).get("n", 0) or 0)
+
+
+def table_markdown(t: ThreatTable) -> str:
+    """A :class:`ThreatTable` as a markdown table followed by its note."""
+    lines = ["| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in t.rows]
+    return "\n".join(lines) + f"\n\n*{t.note}.*"
+
+
+def cross_intro(runs: dict[str, dict]) -> str:
+    """The sentence saying which dataset each run attacked ("" when no run has cross datasets)."""
+    runs = {run: res for run, res in runs.items() if res.get("cross_dataset")}
+    if not runs:
+        return ""
+    first = "; ".join(f"{run}: {res.get('dataset', '?')}" for run, res in runs.items())
+    swept = any(e.get("robust") for res in runs.values() for e in res["cross_dataset"])
+    return (f"One checkpoint, several datasets. The attack sweep, sanity checks and the threat tables of "
+            f"this report are on each run's first dataset ({first})"
+            + ("; the other datasets were attacked too (the sweep only: column 'robust')." if swept else
+               "; the other datasets are scored clean (evaluate with --cross-sweep to attack them too)."))
+
+
+def cross_markdown(runs: dict[str, dict]) -> str:
+    """The cross-dataset section's tables in markdown ("" when no run has cross datasets)."""
+    return "\n\n".join(f"**{t.title}**\n\n{table_markdown(t)}" for t in cross_tables(runs))
 
 
 def video_markdown(runs: dict[str, dict]) -> str:

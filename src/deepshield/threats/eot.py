@@ -86,9 +86,9 @@ class EOTAttack:
         self.always = always
         self.randomized: bool | None = None
 
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kw: Any) -> torch.Tensor:
         self.randomized = self.always or is_randomized(model, x)
-        return self.attack(EOTModel(model, self.n) if self.randomized else model, x, y)
+        return self.attack(EOTModel(model, self.n) if self.randomized else model, x, y, **kw)
 
     def __getattr__(self, name: str) -> Any:
         if name == "attack":  # not set yet (e.g. while unpickling): no recursion

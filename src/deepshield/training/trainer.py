@@ -32,13 +32,12 @@ from deepshield.training.distributed import (
     device_for,
     gather_arrays,
     init_distributed,
-    unwrap,
 )
 from deepshield.training.logging import RunLogger
 from deepshield.training.loops import predict, seed_everything, select_device, train_epoch
 from deepshield.training.objectives import OBJECTIVES, build_objective
 from deepshield.training.optim import build_optimizer, build_unfreeze_schedule
-from deepshield.training.precision import build_precision
+from deepshield.training.precision import build_precision, compile_model, recorded_precision
 
 
 @dataclass
@@ -148,10 +147,13 @@ def train(cfg: TrainConfig) -> TrainResult:
     train_ds, val_ds = build_datasets(cfg)
     model = build_model(cfg.backbone, num_classes=2, image_size=cfg.image_size,
                         pretrained=cfg.pretrained).to(device)
+    steps_per_epoch = len(make_loader(train_ds, cfg, 0, info))
+    # Precision and layout by measurement (cached per machine); under DDP by rule, so ranks agree.
+    precision = build_precision(cfg, device, None if info.enabled else model, cfg.epochs * steps_per_epoch,
+                                recorded=recorded_precision(out) if cfg.resume else None)
+    precision.apply_layout(model)  # before the optimizer holds the parameters
     optimizer = build_optimizer(model, cfg)
     unfreeze = build_unfreeze_schedule(model, cfg)
-    precision = build_precision(cfg, device)
-    steps_per_epoch = len(make_loader(train_ds, cfg, 0, info))
     scheduler = cosine_with_warmup(optimizer, cfg.epochs * steps_per_epoch, warmup=steps_per_epoch // 2)
     best_metric = cfg.best_metric or ("val_robust_score" if OBJECTIVES[cfg.adv].adversarial else "val_auc")
     start_epoch, best, metrics = 0, -math.inf, {}
@@ -165,12 +167,15 @@ def train(cfg: TrainConfig) -> TrainResult:
             precision.scaler.load_state_dict(ckpt["scaler"])
         start_epoch, best, metrics = ckpt["epoch"] + 1, ckpt["best"], ckpt["metrics"]
         set_rng_state(ckpt["rng"][info.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
-    run_config = run_config_dict(cfg)
+    run_config = {**run_config_dict(cfg), "precision": precision.to_dict()}
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         write_text_atomic(out / "config.json", json.dumps(run_config, indent=2))
     unfreeze(start_epoch)  # before DDP wraps the model: DDP syncs the parameters that train when built
-    wrap = (lambda m: DistributedDataParallel(m)) if info.enabled else (lambda m: m)
+
+    def wrap(m: torch.nn.Module) -> torch.nn.Module:  # the training forward only; validation uses model
+        return compile_model(DistributedDataParallel(m) if info.enabled else m, cfg.compile)
+
     net = wrap(model)
     history: list[dict[str, float]] = []
     try:
@@ -180,6 +185,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                      f"{len(train_ds)} train / {len(val_ds)} val images; objective {cfg.adv}; "
                      f"{precision.name} on {device}"
                      + (f"; DDP x{info.world_size}" if info.enabled else ""))
+            log.info(precision.message + ("; torch.compile on" if cfg.compile else ""))
             if getattr(model, "pretrained_report", None) is not None:
                 log.info(model.pretrained_report.summary())
             crop = run_config["preprocess"]
@@ -187,6 +193,10 @@ def train(cfg: TrainConfig) -> TrainResult:
                 "none recorded (synthetic data, or a catalog without preprocess.json): predict will use "
                 "its defaults")
             log.info(f"crop settings for predict: {shown}")
+            for note in getattr(train_ds, "notes", ()):  # e.g. pseudo-fakes: faces without landmarks
+                log.info(note)
+            if info.is_main and hasattr(train_ds, "save_examples"):
+                log.info(f"pseudo-fake examples: {train_ds.save_examples(out / 'pseudo_fakes.png')}")
             for epoch in range(start_epoch, cfg.epochs):
                 eps = eps_at(cfg, epoch)
                 objective = build_objective(cfg.adv, eps=eps, alpha=cfg.alpha if cfg.alpha else eps / 4,
@@ -204,7 +214,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 lr = optimizer.param_groups[0]["lr"]
                 adv_eps = {"eps": eps} if OBJECTIVES[cfg.adv].adversarial else {}  # the ε of this epoch
                 metrics = {"epoch": epoch + 1, **train_stats, **adv_eps, "lr": lr,
-                           **validate(unwrap(net), val_ds, cfg, device, info, precision.autocast)}
+                           **validate(model, val_ds, cfg, device, info, precision.autocast)}
                 # Log first: a kill before the checkpoint is redone on resume and its line dropped.
                 log.log(metrics, step=epoch + 1)
                 history.append(metrics)

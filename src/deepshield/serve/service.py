@@ -1,0 +1,107 @@
+"""The server's one ``Predictor`` and its job queue: an uploaded file in, the page's JSON out.
+
+No model logic here: faces, scores, Grad-CAM and the attack alarm all come from
+``deepshield.predict.Predictor``. This module only watches the work (progress, time limit) and shapes
+the answer (``deepshield.serve.payload``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from deepshield.config import PredictConfig, ServeConfig
+from deepshield.data.video import IMAGE_EXTENSIONS
+from deepshield.serve.jobs import Job, JobFailed, JobQueue
+from deepshield.serve.payload import model_info, result_json
+
+
+class DetectorWatch:
+    """Wraps the predictor's face detector: before each batch of frames, checks the running job's time
+    limit; after it, counts the frames done (the page's progress bar)."""
+
+    def __init__(self, detector: Any) -> None:
+        self.inner = detector
+        self.job: Job | None = None
+        self.next_stage = "scoring the faces"   # shown once every sampled frame went through the detector
+
+    def detect(self, images):
+        job = self.job
+        if job is not None:
+            job.check_deadline()
+        faces = self.inner.detect(images)
+        if job is not None:
+            job.frames_done += len(images)
+            total = job.frames_total
+            job.stage = self.next_stage if total and job.frames_done >= total else "finding faces"
+        return faces
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def predict_config(cfg: ServeConfig) -> PredictConfig:
+    """The ``deepshield predict`` settings the server runs with."""
+    known = {f.name for f in fields(PredictConfig)}
+    extra = {"check_attack": cfg.check_attack} if "check_attack" in known else {}
+    return PredictConfig(inputs=(), checkpoint=cfg.checkpoint, frames=cfg.frames, device=cfg.device, **extra)
+
+
+class Service:
+    """A loaded ``Predictor`` (pass one in to share it, e.g. in tests), a ``JobQueue`` and the model info."""
+
+    def __init__(self, cfg: ServeConfig, predictor: Any | None = None) -> None:
+        if predictor is None:
+            from deepshield.predict import Predictor
+
+            predictor = Predictor(predict_config(cfg))
+        self.cfg, self.predictor = cfg, predictor
+        detector = predictor.detector
+        self.watch = DetectorWatch(detector.inner if isinstance(detector, DetectorWatch) else detector)
+        predictor.detector = self.watch
+        self.queue = JobQueue(cfg.queue_limit, cfg.job_timeout)
+        self.model = model_info(cfg.checkpoint, predictor.train_cfg)
+        accepted = inspect.signature(predictor.predict).parameters
+        self.options = {k: v for k, v in (("keep_crops", True), ("explain", cfg.explain)) if k in accepted}
+        extras = [name for name, on in (("Grad-CAM", self.explains), ("the attack alarm", self.checks_attack))
+                  if on]
+        self.watch.next_stage = "scoring the faces" + (f" ({', '.join(extras)})" if extras else "")
+
+    @property
+    def explains(self) -> bool:
+        return bool(self.options.get("explain"))
+
+    @property
+    def checks_attack(self) -> bool:
+        return bool(getattr(self.predictor.cfg, "check_attack", False))
+
+    def analyse(self, job: Job, media: Path, filename: str) -> dict[str, Any]:
+        """Run on the worker thread: predict ``media`` and shape the page's JSON (``JobFailed`` if the
+        file cannot be read after all)."""
+        start = time.perf_counter()
+        frames = getattr(getattr(self.predictor, "settings", None), "frames", None)
+        job.frames_total = 1 if media.suffix in IMAGE_EXTENSIONS else frames
+        job.stage = "reading the file"
+        self.watch.job = job
+        try:
+            result = self.predictor.predict(media, **self.options)
+        finally:
+            self.watch.job = None
+        if result.error:
+            raise JobFailed(422, f"cannot read {filename}: {result.error}")
+        job.stage = "preparing the result"
+        return result_json(result, self.model, threshold=self.predictor.cfg.threshold, filename=filename,
+                           seconds=time.perf_counter() - start, warnings=list(self.predictor.warnings))
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "model": self.model, "max_upload_bytes": self.cfg.max_upload_bytes,
+                "queue": {"active": self.queue.active, "limit": self.queue.limit},
+                "job_timeout_s": self.cfg.job_timeout,
+                "frames": getattr(getattr(self.predictor, "settings", None), "frames", None),
+                "explain": self.explains, "check_attack": self.checks_attack}
+
+
+__all__ = ["DetectorWatch", "Service", "predict_config"]

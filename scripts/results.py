@@ -308,14 +308,14 @@ NOTES = [
     "- On the FF++ videos the adversarially trained models score every video within a few hundredths of 0.5: "
     "their video AUC there ranks near-constant scores and says little; 7 videos cannot separate the models.",
     "- No GPU was lent to this run: everything above ran on the CPU at 128 px.",
-    "- The SBI recipes were trained on 2 cores shared with ~7 other jobs (4-6 training images/s instead of "
-    "~50 alone), so their schedules are very short: one epoch over 1,500 real videos (reals only) or "
-    "3,000 videos (mixed), against 4 epochs over ~19,000 for the standard model. `dfdc-faces-sbi-pgd-at` "
-    "was started and stopped after 7 min in that session (estimated ~30 min; the CPU went to the "
-    "evaluations). The SBI models use the `platform` augmentations (JPEG, downscale, noise, blur, real "
-    "H.264), the standard one the `faces` augmentations. Their stages' times below (101 min together, "
-    "e.g. 45 min for a clean evaluation that took 2 min for the standard model) were measured under that "
-    "load and inflate the total wall time above.",
+    "- SBI schedules are short: `dfdc-faces-sbi` trains 2 epochs over all 9,636 training reals (each with "
+    "one pseudo-fake per epoch) on the idle machine; `dfdc-faces-sbi+fakes` ran one epoch over 3,000 videos "
+    "on 2 cores shared with ~7 other jobs (4-6 training images/s instead of ~36 alone), against 4 epochs "
+    "over ~19,000 videos for the standard model. `dfdc-faces-sbi-pgd-at` was started in that session and "
+    "stopped after 7 min (estimated ~30 min; the CPU went to the evaluations). The SBI models use the "
+    "`platform` augmentations (JPEG, downscale, noise, blur, real H.264), the standard one the `faces` "
+    "augmentations. The sbi+fakes stages' times below (e.g. 20 min for a clean evaluation that takes 2 min "
+    "alone) were measured under that load and inflate the total wall time above.",
 ]
 
 

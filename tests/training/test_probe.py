@@ -173,6 +173,9 @@ def test_trainer_records_the_measured_choice(tmp_path, cache_home, monkeypatch):
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["precision"]
     assert saved["how"] == "measured" and saved["probe"]["key"]["model"] == "small_cnn"
     assert f"{saved['precision']}/{saved['layout']}" in saved["probe"]["candidates"]
+    # the record travels inside checkpoints, which load with weights_only=True (no foreign classes)
+    ckpt = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    assert ckpt["config"]["precision"]["probe"]["key"]["torch"] == str(torch.__version__)
 
 
 @pytest.mark.parametrize(("times", "expected"), [({2: 1.0, 1: 0.3}, 1), ({2: 1.0, 1: 0.95}, 2)])

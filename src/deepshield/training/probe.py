@@ -112,8 +112,9 @@ def probe_key(model_name: str, image_size: int, batch_size: int, device: torch.d
     else:
         cpu, flags = cpu_description()
         hardware = {"cpu": cpu, "flags": list(flags)}
-    return {**hardware, "torch": torch.__version__, "threads": torch.get_num_threads(), "device": device.type,
-            "model": model_name, "image_size": image_size, "batch_size": batch_size}
+    # str(): a TorchVersion inside a checkpoint would not load with weights_only=True
+    return {**hardware, "torch": str(torch.__version__), "threads": torch.get_num_threads(),
+            "device": device.type, "model": model_name, "image_size": image_size, "batch_size": batch_size}
 
 
 def cache_path() -> Path:

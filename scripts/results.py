@@ -32,6 +32,7 @@ from deepshield.io import write_text_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path("runs/results")
+PARTIAL = OUT / "timings.partial.json"  # time spent by interrupted stages that a rerun resumes
 DEV = Path("../shared/data/dev")
 DFDC = DEV / "dfdc_faces"
 FFPP = DEV / "ffpp"
@@ -105,19 +106,43 @@ def run_stages(timings: dict, only: set[str] | None = None) -> None:
             print(f"== {name}: done ({output})", flush=True)
             continue
         print(f"== {name}\n   {shlex.join(cmd)}", flush=True)
+        earlier = _resumed_seconds(name)
         start = time.perf_counter()
-        if output is not None and output.suffix == ".json" and "predict" in name:
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode not in (0, 3):
-                sys.exit(f"{name} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-            write_text_atomic(output, proc.stdout)
-        else:
-            subprocess.run(cmd, check=True)
-        timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 1)  # resumed: summed
+        try:
+            if output is not None and output.suffix == ".json" and "predict" in name:
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode not in (0, 3):
+                    sys.exit(f"{name} failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+                write_text_atomic(output, proc.stdout)
+            else:
+                subprocess.run(cmd, check=True)
+        except BaseException:  # interrupted or failed: a resumed run adds this attempt's time
+            _save_partial(name, earlier + time.perf_counter() - start)
+            raise
+        timings[name] = round(earlier + time.perf_counter() - start, 1)  # this run only (plus its resumes)
+        _save_partial(name, None)
         _save_json(OUT / "timings.json", timings)
     timed = "predict one 720p video" in timings and (OUT / "predict_time.json").is_file()
     if only is None and not timed:
         timings["predict one 720p video"] = time_predict()
+
+
+def _resumed_seconds(name: str) -> float:
+    """Seconds spent by interrupted attempts this stage resumes (training with a ``last.pt``), else 0."""
+    recipe = stage_recipe(name)
+    if not name.startswith("train ") or recipe is None or not (OUT / recipe / "last.pt").is_file():
+        return 0.0
+    return float((_load(PARTIAL) or {}).get(name, 0.0))
+
+
+def _save_partial(name: str, seconds: float | None) -> None:
+    """Record (or, with None, clear) the time an interrupted stage has spent so far."""
+    partial = _load(PARTIAL) or {}
+    if seconds is None:
+        partial.pop(name, None)
+    else:
+        partial[name] = round(seconds, 1)
+    _save_json(PARTIAL, partial)
 
 
 def time_predict() -> float:

@@ -95,10 +95,12 @@ def test_face_settings_follow_flags_then_checkpoint_then_defaults():
     cfg = PredictConfig(inputs=("x",), checkpoint="c")
     s = face_settings(cfg, {}, image_size=96)
     assert (s.margin, s.size, s.detector, s.min_score) == (1.3, 96, "mtcnn", 0.9)
-    assert (s.faces, s.fps, s.frames) == ("largest", None, 32)
-    pre = {"preprocess": {"margin": 1.5, "size": 224, "min_score": 0.95, "fps": 1.0, "detector": "mtcnn"}}
+    assert (s.faces, s.fps, s.frames, s.min_face_size) == ("largest", None, 32, 40)
+    pre = {"preprocess": {"margin": 1.5, "size": 224, "min_score": 0.95, "fps": 1.0, "detector": "mtcnn",
+                          "min_face_size": 24}}
     s = face_settings(cfg, pre, image_size=96)
     assert (s.margin, s.size, s.min_score, s.fps, s.frames) == (1.5, 224, 0.95, 1.0, None)
+    assert s.min_face_size == 24
     s = face_settings(PredictConfig(inputs=("x",), checkpoint="c", margin=1.1, frames=4), pre, image_size=96)
     assert (s.margin, s.fps, s.frames) == (1.1, None, 4)
     with pytest.raises(ValueError, match="crop margin 0.0"):

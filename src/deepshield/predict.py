@@ -56,6 +56,7 @@ class FaceSettings:
     min_score: float
     faces: str
     max_side: int
+    min_face_size: int
     fps: float | None
     frames: int | None
 
@@ -82,6 +83,8 @@ def face_settings(cfg: PredictConfig, train_config: dict, image_size: int) -> Fa
         min_score=float(pick(cfg.min_score, "min_score", _PREPROCESS_DEFAULTS["min_score"])),
         faces=pre.get("faces") or _PREPROCESS_DEFAULTS["faces"],
         max_side=int(pre.get("max_side") or _PREPROCESS_DEFAULTS["max_side"]),
+        # a search range, not crop geometry: runs recorded before it existed (MTCNN's 20) take the default
+        min_face_size=int(pre.get("min_face_size") or _PREPROCESS_DEFAULTS["min_face_size"]),
         fps=fps, frames=frames,
     )
     if not 0 <= settings.min_score <= 1 or (frames or 1) < 1:
@@ -183,7 +186,8 @@ class Predictor:
         self.settings = face_settings(cfg, raw, self.train_cfg.image_size)
         self.warnings = setting_warnings(cfg, raw)
         self.geometry = self.settings.geometry
-        self.detector = build_detector(self.settings.detector, max_side=self.settings.max_side)
+        self.detector = build_detector(self.settings.detector, max_side=self.settings.max_side,
+                                       min_face_size=self.settings.min_face_size)
         self.attack_alarm = _attack_alarm(cfg, self.warnings) if cfg.check_attack else None
 
     def predict(self, path: str | Path, keep_crops: bool = False, explain: bool = False) -> MediaResult:

@@ -103,6 +103,21 @@ def test_mtcnn_finds_the_moving_face(face_video, max_side: int):
         assert box_iou(best.box, box) >= 0.8, (best.box, box)
 
 
+def test_min_face_size_bounds_the_search(face_video):
+    path, truth = face_video
+    frames = [f.image for f in read_frames(path, num_frames=10)][:2]
+    truth = truth[:2]
+    side = float(truth[0][2] - truth[0][0])
+
+    def hits(min_face_size: int) -> list[bool]:
+        found = build_detector("mtcnn", min_face_size=min_face_size).detect(frames)
+        pairs = zip(found, truth, strict=True)
+        return [any(box_iou(f.box, box) >= 0.5 for f in faces) for faces, box in pairs]
+
+    assert all(hits(20)) and all(hits(int(side * 0.8)))
+    assert not any(hits(int(side * 3)))  # a face a third of the smallest searched for is not looked for
+
+
 def test_mtcnn_batches_match_single_frames(face_video, detector):
     frames = [f.image for f in read_frames(face_video[0], num_frames=3)]
     batched = detector.detect(frames)

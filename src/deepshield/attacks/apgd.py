@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from deepshield.attacks.base import ITERATIVE, Attack, flat_norm, project, random_start
+from deepshield.attacks.base import ITERATIVE, Attack, flat_norm, project, random_start, with_restarts
 from deepshield.attacks.registry import register_attack
 from deepshield.errors import ConfigError
 
@@ -60,18 +60,8 @@ class APGD(Attack):
     def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  init: torch.Tensor | None = None) -> torch.Tensor:
         gen = self.generator(x.device)
-        best = x.clone()
-        done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        for restart in range(self.restarts):
-            idx = (~done).nonzero().squeeze(1)
-            if len(idx) == 0:
-                break
-            start = init[idx] if init is not None and restart == 0 else random_start(x[idx], self.eps,
-                                                                                       self.norm, gen)
-            x_adv, fooled = self._run(model, x[idx], y[idx], start)
-            best[idx] = x_adv
-            done[idx] = fooled
-        return best
+        return with_restarts(x, y, self.restarts, lambda x0: random_start(x0, self.eps, self.norm, gen),
+                             lambda x0, y0, start, _last: self._run(model, x0, y0, start), init)
 
     def _loss_grad(self, model: nn.Module, x: torch.Tensor,
                    y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -69,6 +69,29 @@ def random_start(x: torch.Tensor, eps: float, norm: str, generator: torch.Genera
     return project(x + delta, x, eps, norm)
 
 
+RunFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, bool], tuple[torch.Tensor, torch.Tensor]]
+
+
+def with_restarts(x: torch.Tensor, y: torch.Tensor, restarts: int,
+                  start: Callable[[torch.Tensor], torch.Tensor], run: RunFn,
+                  init: torch.Tensor | None = None) -> torch.Tensor:
+    """Restarts of ``run(x, y, start_point, last) -> (points, fooled)``, each on the samples that earlier
+    restarts did not fool: the first from ``init`` when given, the others from ``start(x)``. A sample
+    keeps the point of the restart that fooled it, else the last restart's point. ``last`` tells ``run``
+    that no restart follows (so it may skip the check for ``fooled``)."""
+    best = x.clone()
+    done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for restart in range(restarts):
+        idx = (~done).nonzero().squeeze(1)
+        if len(idx) == 0:
+            break
+        begin = init[idx].clone() if init is not None and restart == 0 else start(x[idx])
+        points, fooled = run(x[idx], y[idx], begin, restart == restarts - 1)
+        best[idx] = points
+        done[idx] = fooled
+    return best
+
+
 class Attack:
     """Base class. Subclasses implement ``_perturb(model, x, y) -> x_adv`` and may assume grad is on
     and the model is in the mode the attack asked for.

@@ -28,6 +28,7 @@ from deepshield.attacks.base import (
     flat_norm,
     project,
     random_start,
+    with_restarts,
 )
 from deepshield.attacks.registry import register_attack
 from deepshield.errors import ConfigError
@@ -97,48 +98,38 @@ class PGD(Attack):
     def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  init: torch.Tensor | None = None) -> torch.Tensor:
         gen = self.generator(x.device)
-        best = x.clone()
-        done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        for restart in range(self.restarts):
-            idx = (~done).nonzero().squeeze(1)
-            if len(idx) == 0:
-                break
-            x0, y0 = x[idx], y[idx]
-            if init is not None and restart == 0:
-                x_adv = init[idx].clone()
-            else:
-                x_adv = random_start(x0, self.eps, self.norm, gen) if self.random_start else x0.clone()
-            active = torch.arange(len(idx), device=x.device)
-            for _step in range(self.steps):
-                xa = x_adv[active].requires_grad_(True)
-                logits = model(xa)
-                keep = torch.ones(len(active), dtype=torch.bool, device=x.device)
-                if self.early_stop:
-                    fooled = self._fooled(logits.detach(), y0[active])
-                    if fooled.any():
-                        hit = active[fooled]
-                        best[idx[hit]] = x_adv[hit]
-                        done[idx[hit]] = True
-                        keep = ~fooled
-                        if not keep.any():
-                            active = active[keep]
-                            break
-                (grad,) = torch.autograd.grad(self._loss(logits[keep], y0[active[keep]]), xa)
-                active = active[keep]
-                stepped = self._step(xa.detach()[keep], grad[keep])
-                x_adv[active] = project(stepped, x0[active], self.eps, self.norm)
-            remaining = active if self.early_stop else torch.arange(len(idx), device=x.device)
-            if self.early_stop and len(remaining):
-                with torch.no_grad():
-                    fooled = self._fooled(model(x_adv[remaining]), y0[remaining])
-                hit = remaining[fooled]
-                best[idx[hit]] = x_adv[hit]
-                done[idx[hit]] = True
-                # Keep the last iterate for samples that stay unfooled (a valid point of the ball).
-                best[idx[remaining[~fooled]]] = x_adv[remaining[~fooled]]
-            elif not self.early_stop:
-                best[idx] = x_adv
-                if self.restarts > 1:
-                    with torch.no_grad():
-                        done[idx] = self._fooled(model(x_adv), y0)
-        return best
+
+        def start(x0: torch.Tensor) -> torch.Tensor:
+            return random_start(x0, self.eps, self.norm, gen) if self.random_start else x0.clone()
+
+        return with_restarts(x, y, self.restarts, start,
+                             lambda x0, y0, begin, last: self._run(model, x0, y0, begin, last), init)
+
+    def _run(self, model: nn.Module, x0: torch.Tensor, y0: torch.Tensor, x_adv: torch.Tensor,
+             last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """One PGD run from ``x_adv``: (points, fooled). With early stop a fooled sample keeps the iterate
+        that fooled it and leaves the batch; every other sample ends at its last iterate."""
+        fooled_at = torch.zeros(len(x0), dtype=torch.bool, device=x0.device)
+        active = torch.arange(len(x0), device=x0.device)
+        for _step in range(self.steps):
+            xa = x_adv[active].requires_grad_(True)
+            logits = model(xa)
+            keep = torch.ones(len(active), dtype=torch.bool, device=x0.device)
+            if self.early_stop:
+                hit = self._fooled(logits.detach(), y0[active])
+                fooled_at[active[hit]] = True
+                keep = ~hit
+                if not keep.any():
+                    active = active[keep]
+                    break
+            (grad,) = torch.autograd.grad(self._loss(logits[keep], y0[active[keep]]), xa)
+            active = active[keep]
+            stepped = self._step(xa.detach()[keep], grad[keep])
+            x_adv[active] = project(stepped, x0[active], self.eps, self.norm)
+        if self.early_stop and len(active):
+            with torch.no_grad():
+                fooled_at[active] = self._fooled(model(x_adv[active]), y0[active])
+        elif not self.early_stop and not last:
+            with torch.no_grad():
+                fooled_at = self._fooled(model(x_adv), y0)
+        return x_adv, fooled_at

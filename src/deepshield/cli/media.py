@@ -128,6 +128,8 @@ def add_preprocess(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--splits", default=None, help="ffpp: folder with the official train/val/test.json")
     p.add_argument("--shard", default=None, help="K/N: process the K-th of N deterministic shards")
     p.add_argument("--max-side", type=positive_int, default=640, help="detect on frames downscaled to this")
+    p.add_argument("--min-face-size", type=positive_int, default=40,
+                   help="smallest face searched for, in full-frame px (default: 40; MTCNN's own is 20)")
     p.add_argument("--keyframes", action="store_true",
                    help="sample the nearest keyframes instead of the exact instants: much faster decoding, "
                         "frames moved by up to half a keyframe interval (FF++ c23: up to 5 s)")

@@ -260,8 +260,8 @@ def catalog_preprocess_settings(spec: str) -> dict[str, Any] | None:
         data = json.loads(settings.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{settings}: not valid JSON ({err}); rerun deepshield preprocess") from None
-    keys = ("layout", "detector", "margin", "shift", "size", "min_score", "faces", "max_side", "fps",
-            "frames_per_video")
+    keys = ("layout", "detector", "margin", "shift", "size", "min_score", "faces", "max_side",
+            "min_face_size", "fps", "frames_per_video")
     out = {k: data.get(k) for k in keys}
     out["shift"] = out["shift"] or 0.0
     if data.get("layout") == "faces":  # one image per face: a video's frame count is not the catalog's

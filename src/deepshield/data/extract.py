@@ -46,7 +46,7 @@ def make_detector(cfg: PreprocessConfig) -> FaceDetector:
     import torch
 
     torch.manual_seed(cfg.seed)
-    return build_detector(cfg.detector, max_side=cfg.max_side)
+    return build_detector(cfg.detector, max_side=cfg.max_side, min_face_size=cfg.min_face_size)
 
 
 def process_video(

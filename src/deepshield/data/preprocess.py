@@ -39,7 +39,7 @@ from deepshield.progress import progress as progress_bar
 # Settings that change the crops: a rerun into the same folder must use the same values.
 _RESUME_FIELDS = (
     "root layout fps frames_per_video size margin faces min_score format quality compression splits "
-    "max_side detector shift metadata split_ratios keyframes"
+    "max_side min_face_size detector shift metadata split_ratios keyframes"
 ).split()
 
 
@@ -68,6 +68,8 @@ def validate_config(cfg: PreprocessConfig) -> None:
         (cfg.format in FORMATS, f"--format {cfg.format!r}: choose from {', '.join(FORMATS)}"),
         (1 <= cfg.quality <= 100, f"--quality {cfg.quality}: must be in 1..100"),
         (cfg.max_side >= 48, f"--max-side {cfg.max_side}: must be >= 48 pixels"),
+        (cfg.min_face_size >= 12, f"--min-face-size {cfg.min_face_size}: must be >= 12 pixels (MTCNN's "
+                                  "window)"),
         (cfg.detector in DETECTORS, f"--detector {cfg.detector!r}: choose from {', '.join(DETECTORS)}"),
         (
             not (cfg.layout == "folder" and _inside(cfg.out, cfg.root / "real", cfg.root / "fake")),

@@ -147,16 +147,18 @@ class JobQueue:
             return
         job.state, job.stage = "running", "starting"
         job.deadline = time.monotonic() + self.timeout_s
+        # The outcome is published only after the upload is deleted and the slot is free, so a client that
+        # sees "done" or "failed" also sees the queue without this job.
+        result, failure = None, (500, "internal error: the job stopped unexpectedly; please report it")
         try:
-            job.result = work(job)
-            job.state, job.stage = "done", "done"
+            result, failure = work(job), None
         except JobTimeout as err:
-            self._fail(job, 504, str(err))
+            failure = (504, str(err))
         except JobFailed as err:
-            self._fail(job, err.status, str(err))
+            failure = (err.status, str(err))
         except Exception as err:  # a bug: a one-line error for the client, the traceback in the log
             logging.getLogger("deepshield.serve").exception("job %s failed", job.id)
-            self._fail(job, 500, f"internal error ({type(err).__name__}: {err}); please report it")
+            failure = (500, f"internal error ({type(err).__name__}: {err}); please report it")
         finally:
             try:
                 cleanup()
@@ -165,6 +167,11 @@ class JobQueue:
                     self._active -= 1
                     if job.id in self._order:
                         self._order.remove(job.id)
+                if failure is None:
+                    job.result = result
+                    job.state, job.stage = "done", "done"
+                else:
+                    self._fail(job, *failure)
                 job.finished_at = time.monotonic()
                 job.future.set_result(job)
 

@@ -42,12 +42,14 @@ RECIPES = ("dfdc-faces-standard", "dfdc-faces-fast-at", "dfdc-faces-pgd-at", "df
 SBI_RECIPES = ("dfdc-faces-sbi", "dfdc-faces-sbi+fakes", "dfdc-faces-sbi-pgd-at")
 # Not swept with PGD/APGD/Square: fast AT collapses to chance here (validation PGD accuracy 7%), and the
 # sweep costs ~15 min per model on 2 cores (Square dominates); its FGSM rows on the full test split remain.
-# The SBI models without adversarial training are there for the cross-dataset comparison, not robustness.
-NO_ROBUST_SWEEP = {"dfdc-faces-fast-at", "dfdc-faces-sbi", "dfdc-faces-sbi+fakes"}
+# The SBI models are there for the cross-dataset comparison: on DFDC's fakes they are near chance (the
+# reals-only ones are swept on the FF++ dev faces instead, below).
+NO_ROBUST_SWEEP = {"dfdc-faces-fast-at", "dfdc-faces-sbi", "dfdc-faces-sbi+fakes", "dfdc-faces-sbi-pgd-at"}
 # Reals-only models are also swept on the FF++ dev faces, where they detect (their DFDC test AUC is ~0.6):
 # what adversarial training does to a model trained from real videos only.
 FFPP_ROBUST = ("dfdc-faces-sbi", "dfdc-faces-sbi-pgd-at")
 FFPP_FACES = OUT / "ffpp-dev"
+FFPP_EPS = "0.5/255,1/255,2/255,4/255"  # dfdc-faces-sbi-pgd-at trains at 0.5/255
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 EPS = "1/255,2/255,4/255"
 ROBUST_VIDEOS = 200      # robust sweep subset of the test split (label-balanced, seeded)
@@ -97,7 +99,7 @@ def stages() -> list[tuple[str, list[str], Path | None, Path | None]]:
             out.append((f"evaluate {name} (robust, FF++ dev faces)",
                         deepshield("evaluate", "--checkpoint", ckpt, "--dataset",
                                    f"catalog:{FFPP_FACES / 'catalog.csv'}", "--attacks", "fgsm,pgd,apgd",
-                                   "--eps", EPS, "--steps", "20", "--square-queries", SQUARE_QUERIES,
+                                   "--eps", FFPP_EPS, "--steps", "20", "--square-queries", SQUARE_QUERIES,
                                    "--sanity-n", "128", "--out", ffpp_robust, "--quiet"),
                         ffpp_robust / "results.json", ckpt))
         out.append((f"predict FF++ dev videos with {name}",
@@ -340,8 +342,9 @@ def write_results(timings: dict) -> Path:
 NOTES = [
     "- The bundled `default` detector is the standard model: its model card "
     "(`src/deepshield/models/weights/MODEL_CARD.md`) says why.",
-    "- Stage times are summed over every run of a stage (reruns that resume add their start-up). The stages "
-    "shared the 2 cores with development work (tests, editing), so they are upper bounds.",
+    "- Stage times are those of each stage's last complete run (a resumed training adds the time of the "
+    "attempts it continues). The stages shared the 2 cores with development work (tests, editing) at times, "
+    "so they are upper bounds.",
     "- Not counted: two earlier robust sweeps of the standard model with Square inside the sweep (300 faces "
     "and 200 Square queries, then 200 faces and 100 queries) were stopped after 28 and 11 min; ART's Square "
     "queries every remaining face at each iteration, so Square now runs in the sanity check only. A TRADES "
@@ -350,14 +353,15 @@ NOTES = [
     "- On the FF++ videos the adversarially trained models score every video within a few hundredths of 0.5: "
     "their video AUC there ranks near-constant scores and says little; 7 videos cannot separate the models.",
     "- No GPU was lent to this run: everything above ran on the CPU at 128 px.",
-    "- SBI schedules are short: `dfdc-faces-sbi` trains 2 epochs over all 9,636 training reals (each with "
-    "one pseudo-fake per epoch) on the idle machine; `dfdc-faces-sbi+fakes` ran one epoch over 3,000 videos "
-    "on 2 cores shared with ~7 other jobs (4-6 training images/s instead of ~36 alone), against 4 epochs "
-    "over ~19,000 videos for the standard model. `dfdc-faces-sbi-pgd-at` was started in that session and "
-    "stopped after 7 min (estimated ~30 min; the CPU went to the evaluations). The SBI models use the "
-    "`platform` augmentations (JPEG, downscale, noise, blur, real H.264), the standard one the `faces` "
-    "augmentations. The sbi+fakes stages' times below (e.g. 20 min for a clean evaluation that takes 2 min "
-    "alone) were measured under that load and inflate the total wall time above.",
+    "- SBI schedules are short: `dfdc-faces-sbi` and `dfdc-faces-sbi+fakes` train 2 epochs (over all 9,636 "
+    "training reals; sbi+fakes over the whole training split, half its fake samples pseudo-fakes) against 4 "
+    "epochs for the standard model; the paper trains 100. The SBI models use the `platform` augmentations "
+    "(JPEG, downscale, noise, blur, real H.264), the standard one the `faces` augmentations.",
+    "- `dfdc-faces-sbi-pgd-at` fine-tunes `dfdc-faces-sbi` with 2-step PGD-AT for 2 epochs over 3,000 real "
+    "videos, ε ramping 0.25 -> 0.5/255. A first run at 1 -> 2/255 (the budget of `dfdc-faces-pgd-at`) "
+    "collapsed: validation accuracy 0.53 and AUC on pseudo-fakes 0.61, from 0.95 before adversarial "
+    "training. At 0.5/255 it collapsed as well (its row above): no robust reals-only detector came out of "
+    "these budgets.",
 ]
 
 

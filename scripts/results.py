@@ -124,6 +124,7 @@ def run_stages(timings: dict, only: set[str] | None = None) -> None:
             continue
         print(f"== {name}\n   {shlex.join(cmd)}", flush=True)
         earlier = _resumed_seconds(name)
+        trained_before = _last_checkpoint_time(name)
         start = time.perf_counter()
         try:
             if output is not None and output.suffix == ".json" and "predict" in name:
@@ -136,8 +137,10 @@ def run_stages(timings: dict, only: set[str] | None = None) -> None:
         except BaseException:  # interrupted or failed: a resumed run adds this attempt's time
             _save_partial(name, earlier + time.perf_counter() - start)
             raise
-        timings[name] = round(earlier + time.perf_counter() - start, 1)  # this run only (plus its resumes)
         _save_partial(name, None)
+        if trained_before is not None and _last_checkpoint_time(name) == trained_before and name in timings:
+            continue  # a finished training resumed with nothing left to train: keep the time it took
+        timings[name] = round(earlier + time.perf_counter() - start, 1)  # this run only (plus its resumes)
         _save_json(OUT / "timings.json", timings)
     timed = "predict one 720p video" in timings and (OUT / "predict_time.json").is_file()
     if only is None and not timed:
@@ -150,6 +153,13 @@ def _resumed_seconds(name: str) -> float:
     if not name.startswith("train ") or recipe is None or not (OUT / recipe / "last.pt").is_file():
         return 0.0
     return float((_load(PARTIAL) or {}).get(name, 0.0))
+
+
+def _last_checkpoint_time(name: str) -> float | None:
+    """For a training stage, the modification time of its run's last.pt (None: none yet, or not training)."""
+    recipe = stage_recipe(name)
+    path = OUT / str(recipe) / "last.pt"
+    return path.stat().st_mtime if name.startswith("train ") and recipe and path.is_file() else None
 
 
 def _save_partial(name: str, seconds: float | None) -> None:

@@ -73,19 +73,21 @@ RunFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, bool], tuple[torch.T
 
 
 def with_restarts(x: torch.Tensor, y: torch.Tensor, restarts: int,
-                  start: Callable[[torch.Tensor], torch.Tensor], run: RunFn,
+                  start: Callable[[torch.Tensor, int], torch.Tensor], run: RunFn,
                   init: torch.Tensor | None = None) -> torch.Tensor:
     """Restarts of ``run(x, y, start_point, last) -> (points, fooled)``, each on the samples that earlier
-    restarts did not fool: the first from ``init`` when given, the others from ``start(x)``. A sample
-    keeps the point of the restart that fooled it, else the last restart's point. ``last`` tells ``run``
-    that no restart follows (so it may skip the check for ``fooled``)."""
+    restarts did not fool: the first from ``init`` when given, the others from ``start(x, restart)``. A
+    sample keeps the point of the restart that fooled it, else the last restart's point. ``last`` tells
+    ``run`` that no restart follows (so it may skip the check for ``fooled``). ``start`` should draw each
+    restart from its own random stream, so a sample's start does not depend on which others are in the
+    batch (robust evaluation relies on it: a subset attacked alone gets the same points)."""
     best = x.clone()
     done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for restart in range(restarts):
         idx = (~done).nonzero().squeeze(1)
         if len(idx) == 0:
             break
-        begin = init[idx].clone() if init is not None and restart == 0 else start(x[idx])
+        begin = init[idx].clone() if init is not None and restart == 0 else start(x[idx], restart)
         points, fooled = run(x[idx], y[idx], begin, restart == restarts - 1)
         best[idx] = points
         done[idx] = fooled
@@ -126,11 +128,12 @@ class Attack:
         self.eval_mode = eval_mode
         self.seed = seed
 
-    def generator(self, device: torch.device) -> torch.Generator | None:
-        """A fresh generator seeded with ``self.seed`` (None: use the global RNG)."""
+    def generator(self, device: torch.device, stream: int = 0) -> torch.Generator | None:
+        """A fresh generator seeded with ``self.seed`` (None: use the global RNG); ``stream`` k > 0 gives
+        the k-th of independent others (e.g. one per restart)."""
         if self.seed is None:
             return None
-        return torch.Generator(device=device).manual_seed(self.seed)
+        return torch.Generator(device=device).manual_seed(self.seed + 1_000_003 * stream)
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  init: torch.Tensor | None = None) -> torch.Tensor:

@@ -97,10 +97,10 @@ class PGD(Attack):
 
     def _perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  init: torch.Tensor | None = None) -> torch.Tensor:
-        gen = self.generator(x.device)
-
-        def start(x0: torch.Tensor) -> torch.Tensor:
-            return random_start(x0, self.eps, self.norm, gen) if self.random_start else x0.clone()
+        def start(x0: torch.Tensor, restart: int) -> torch.Tensor:
+            if not self.random_start:
+                return x0.clone()
+            return random_start(x0, self.eps, self.norm, self.generator(x.device, stream=restart))
 
         return with_restarts(x, y, self.restarts, start,
                              lambda x0, y0, begin, last: self._run(model, x0, y0, begin, last), init)

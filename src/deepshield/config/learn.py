@@ -123,8 +123,9 @@ THOROUGH = {"square_queries": 1000, "sanity_n": 256}
 class SweepSpec:
     """What ``deepshield evaluate`` attacks with. ε in [0, 1] pixel units (L∞) or L2 pixel units.
 
-    ``steps``/``restarts``: iterative attacks' budget; ``square_queries``: Square's model queries per
-    sample; ``early_stop``: attack only correct samples and stop once fooled (AutoAttack protocol);
+    ``steps``/``restarts``: iterative attacks' budget (APGD takes at least 2 restarts);
+    ``square_queries``: Square's model queries per sample; ``early_stop``: attack only correct samples
+    and stop once fooled (AutoAttack protocol);
     ``sanity_n``: samples the sanity checks' extra attacks use; ``gallery``: faces kept for the report;
     ``seed``: attacks' random starts and the evaluated subset; ``options``: extra per-attack settings
     as ``(attack, key, value)`` triples (``--attack-option square.p_init=0.5``), so a new attack's

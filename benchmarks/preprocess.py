@@ -30,7 +30,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
@@ -81,18 +81,24 @@ def _cpu() -> float:
     return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
+def _sampled_frames(video: VideoRecord, wanted: set[int]) -> Iterator[tuple[int, Image.Image]]:
+    """Every frame of ``video`` decoded in order; those at the ``wanted`` positions, as images."""
+    with av.open(str(video.path)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index in wanted:
+                yield index, frame.to_image()
+
+
 def naive(
     mtcnn: MTCNN, videos: list[VideoRecord], plans: dict[str, list[int]], workdir: Path, min_score: float
 ) -> dict:
     """Decode all, dump sampled frames as JPEG, MTCNN per file at full resolution -> largest box per frame."""
     boxes: dict[tuple[str, int], np.ndarray | None] = {}
     for video in videos:
-        wanted, files = set(plans[video.video_id]), []
-        with av.open(str(video.path)) as container:
-            for index, frame in enumerate(container.decode(video=0)):
-                if index in wanted:
-                    files.append((index, workdir / f"{video.path.stem}_{index:06d}.jpg"))
-                    frame.to_image().save(files[-1][1], quality=95)
+        files = []
+        for index, image in _sampled_frames(video, set(plans[video.video_id])):
+            files.append((index, workdir / f"{video.path.stem}_{index:06d}.jpg"))
+            image.save(files[-1][1], quality=95)
         for index, file in files:
             found = mtcnn.detect(Image.open(file).convert("RGB"))
             boxes[(video.video_id, index)] = _largest(*found, min_score)
@@ -103,14 +109,8 @@ def naive_lossless(
     mtcnn: MTCNN, videos: list[VideoRecord], plans: dict[str, list[int]], min_score: float
 ) -> dict:
     """The naive pipeline's detector on the decoded frames themselves (no JPEG round trip); not timed."""
-    boxes: dict[tuple[str, int], np.ndarray | None] = {}
-    for video in videos:
-        wanted = set(plans[video.video_id])
-        with av.open(str(video.path)) as container:
-            for index, frame in enumerate(container.decode(video=0)):
-                if index in wanted:
-                    boxes[(video.video_id, index)] = _largest(*mtcnn.detect(frame.to_image()), min_score)
-    return boxes
+    return {(video.video_id, index): _largest(*mtcnn.detect(image), min_score)
+            for video in videos for index, image in _sampled_frames(video, set(plans[video.video_id]))}
 
 
 def _largest(found: np.ndarray | None, probs: np.ndarray | None, min_score: float) -> np.ndarray | None:

@@ -149,8 +149,7 @@ def run_stages(timings: dict, only: set[str] | None = None) -> None:
 
 def _resumed_seconds(name: str) -> float:
     """Seconds spent by interrupted attempts this stage resumes (training with a ``last.pt``), else 0."""
-    recipe = stage_recipe(name)
-    if not name.startswith("train ") or recipe is None or not (OUT / recipe / "last.pt").is_file():
+    if _last_checkpoint_time(name) is None:
         return 0.0
     return float((_load(PARTIAL) or {}).get(name, 0.0))
 

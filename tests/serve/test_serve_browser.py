@@ -70,6 +70,20 @@ def test_fake_video_gets_verdict_timeline_and_heatmaps(browser, default_server, 
     page.close()
 
 
+def test_the_page_lets_a_user_pick_the_robust_model_and_says_which_judged(browser, default_server,
+                                                                          fake_video):
+    page = _page(browser, default_server)
+    options = page.locator("#model-pick option").all_inner_texts()
+    assert options == ["default", "robust"] and page.locator("#model-pick-line").is_visible()
+    page.select_option("#model-pick", "robust")
+    page.set_input_files("#file", str(fake_video))
+    page.wait_for_selector("#result:not([hidden])")
+    assert "model robust" in page.inner_text("#verdict-detail")
+    model = page.inner_text("#model")
+    assert "robust" in model and "adversarial training\tnone" not in model
+    page.close()
+
+
 def test_text_file_named_mp4_shows_an_error(browser, small_limit_server, tmp_path):
     fake = tmp_path / "holiday.mp4"
     fake.write_text("this is a shopping list, not a video\n" * 20)

@@ -13,7 +13,8 @@ def test_each_objective_lowers_its_loss(name):
     ds = SyntheticDeepfakeDataset(64, image_size=32, seed=5)
     x, y = ds.images, ds.labels
     model = build_model("small_cnn").train()
-    objective = build_objective(name, eps=2 / 255, alpha=0.5 / 255, steps=2, beta=1.0)
+    beta = {"beta": 1.0} if "beta" in OBJECTIVES[name].uses else {}
+    objective = build_objective(name, eps=2 / 255, alpha=0.5 / 255, steps=2, **beta)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(25):
@@ -64,7 +65,7 @@ def test_mart_matches_reference(logits):
 def test_attack_inside_objective_leaves_no_param_grads():
     model = build_model("small_cnn").train()
     ds = SyntheticDeepfakeDataset(8, image_size=32)
-    for name in ("pgd", "trades", "mart", "fgsm-rs"):
+    for name in ("pgd", "trades", "mart", "fgsm-rs", "n-fgsm"):
         out = build_objective(name, eps=4 / 255, alpha=1 / 255, steps=2)(model, ds.images, ds.labels)
         assert all(p.grad is None for p in model.parameters()), name
         out.loss.backward()
@@ -81,7 +82,7 @@ def test_misspelt_setting_is_refused_not_ignored():
 
 def test_objectives_say_whether_they_are_adversarial():
     assert not OBJECTIVES["none"].adversarial
-    assert all(OBJECTIVES[n].validate_with == "pgd" for n in ("pgd", "fgsm-rs", "trades", "mart"))
+    assert all(OBJECTIVES[n].validate_with == "pgd" for n in ("pgd", "fgsm-rs", "n-fgsm", "trades", "mart"))
 
 
 @pytest.fixture
@@ -109,3 +110,90 @@ def test_a_new_objective_is_one_registered_function(toy_objective, tmp_path):
     assert main(["train", "--smoke", "--adv", toy_objective, "--out", str(tmp_path), "--quiet"]) == 0
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
     assert ckpt["best_metric"] == "val_robust_score" and "val_pgd_acc" in ckpt["metrics"]
+
+
+class _Spy(torch.nn.Module):
+    """A linear model that records every input it sees and the mode it saw it in."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2))
+        self.seen: list[tuple[torch.Tensor, bool]] = []
+
+    def forward(self, x):
+        self.seen.append((x.detach().clone(), self.training))
+        return self.net(x)
+
+
+def test_n_fgsm_leaves_the_eps_ball_but_not_the_pixel_range():
+    """N-FGSM (de Jorge et al. 2022): noise up to 2ε, one step of ε, no projection onto the ε-ball: the
+    trained-on input lies within 3ε of x (beyond ε for some pixels) and inside [0, 1]."""
+    torch.manual_seed(0)
+    eps = 4 / 255
+    x, y = torch.rand(16, 3, 8, 8), torch.tensor([0, 1] * 8)
+    model = _Spy().train()
+    build_objective("n-fgsm", eps=eps)(model, x, y)
+    crafted, mode = model.seen[-1]
+    assert mode  # the trained-on forward, in train mode
+    dist = (crafted - x).abs().max().item()
+    assert eps * 1.5 < dist <= 3 * eps + 1e-6
+    assert crafted.min() >= 0 and crafted.max() <= 1
+    assert model.seen[0][1]  # the paper crafts in train mode (BatchNorm batch statistics)
+
+
+@pytest.mark.parametrize("bn, expected", [(None, False), ("train", True), ("eval", False)])
+def test_adv_bn_sets_the_mode_the_attack_crafts_in(bn, expected):
+    model = _Spy().train()
+    x, y = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 0, 1])
+    build_objective("pgd", eps=2 / 255, steps=2, bn=bn)(model, x, y)
+    crafting = [mode for _, mode in model.seen[:-1]]
+    assert crafting and all(m == expected for m in crafting)
+    assert model.training  # restored after crafting
+
+
+def test_no_random_start_begins_the_attack_at_x():
+    model = _Spy().train()
+    x, y = torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 0, 1])
+    build_objective("pgd", eps=2 / 255, steps=1, random_start=False)(model, x, y)
+    assert torch.equal(model.seen[0][0], x)
+    build_objective("pgd", eps=2 / 255, steps=1)(model, x, y)
+    assert not torch.equal(model.seen[2][0], x)
+
+
+def test_label_smoothing_reaches_the_loss(logits):
+    clean, _, y = logits
+    plain = build_objective("none")(lambda x: clean, None, y)
+    smooth = build_objective("none", smoothing=0.2)(lambda x: clean, None, y)
+    assert torch.isclose(smooth.loss, F.cross_entropy(clean, y, label_smoothing=0.2))
+    assert not torch.isclose(plain.loss, smooth.loss)
+
+
+@pytest.mark.parametrize("name, settings, flag", [
+    ("pgd", {"beta": 3.0}, "--trades-beta"),
+    ("none", {"bn": "train"}, "--adv-bn"),
+    ("n-fgsm", {"random_start": False}, "--no-random-start"),
+])
+def test_a_setting_the_objective_does_not_use_is_a_one_line_error(name, settings, flag):
+    from deepshield.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"{flag} does not apply to --adv {name}") as err:
+        build_objective(name, **settings)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_values_are_refused():
+    from deepshield.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--adv-bn"):
+        build_objective("pgd", bn="frozen")
+    with pytest.raises(ConfigError, match="--label-smoothing"):
+        build_objective("none", smoothing=1.0)
+
+
+def test_cli_refuses_trades_beta_with_pgd(tmp_path, capsys):
+    from deepshield.cli import main
+
+    assert main(["train", "--smoke", "--adv", "pgd", "--trades-beta", "3", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--trades-beta does not apply to --adv pgd" in err[0]
+    assert not (tmp_path / "last.pt").exists()

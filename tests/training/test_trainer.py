@@ -83,3 +83,38 @@ def test_catastrophic_overfitting_is_flagged():
     assert trainer.overfitting_warning(ok) is None
     collapsed = ok + [{"val_acc": 0.95, "val_pgd_acc": 0.02}]
     assert "catastrophic overfitting" in trainer.overfitting_warning(collapsed)
+
+
+def test_patience_stops_when_the_best_metric_has_not_improved_for_n_epochs():
+    from deepshield.training.trainer import patience_stop
+
+    hist = [{"val_auc": v} for v in (0.6, 0.7, 0.69, 0.68)]
+    assert patience_stop(hist[:3], "val_auc", 2) is None
+    message = patience_stop(hist, "val_auc", 2)
+    assert message and "0.7000 (epoch 2)" in message
+    assert patience_stop(hist, "val_auc", None) is None
+    assert patience_stop(hist, "val_auc", 3) is None
+
+
+def test_a_run_stopped_early_does_nothing_when_resumed(tmp_path, monkeypatch):
+    """Early stopping is read from metrics.jsonl, so a resumed run that stopped trains no more epochs."""
+    import json
+
+    from deepshield.config import TrainConfig
+    from deepshield.training import trainer
+
+    cfg = TrainConfig(epochs=3, n_train=64, n_val=32, image_size=16, batch_size=32, patience=1, probe=False,
+                      progress=False, out=str(tmp_path))
+    values = iter([0.9, 0.5, 0.4, 0.3])
+    real_validate = trainer.validate
+
+    def scripted(*args, **kw):
+        return {**real_validate(*args, **kw), "val_auc": next(values)}
+
+    monkeypatch.setattr(trainer, "validate", scripted)
+    trainer.train(cfg)
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]  # epoch 2 did not beat epoch 1: stop
+    trainer.train(TrainConfig(**{**cfg.to_dict(), "resume": True}))
+    epochs = [json.loads(line)["epoch"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]

@@ -27,8 +27,8 @@ def add_export(sub: argparse._SubParsersAction) -> None:
                                    "crop settings and training config recorded as metadata. The file is "
                                    "loaded back and checked against PyTorch before it is written.")
     p.add_argument("--checkpoint", default="default",
-                   help="best.pt or last.pt of a training run, or 'default' (the bundled model) "
-                        "(default: default)")
+                   help="best.pt or last.pt of a training run, or a bundled model: 'default' or 'robust' "
+                        "(adversarially trained) (default: default)")
     p.add_argument("--format", default="onnx", choices=list(EXPORT_FORMATS), help="(default: onnx)")
     p.add_argument("--out", default=None,
                    help=f"file to write ({suffixes}) (default: beside the checkpoint; ./default.onnx for "

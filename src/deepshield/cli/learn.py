@@ -30,7 +30,6 @@ def _train(args: argparse.Namespace) -> int:
 def add_train(sub: argparse._SubParsersAction) -> None:
     from deepshield.data.pseudo_fakes import PSEUDO_FAKES
     from deepshield.data.transforms import AUGMENTS
-    from deepshield.training.objectives import OBJECTIVES
 
     def parse_unit_fraction(text: str) -> float:
         value = float(text)
@@ -54,21 +53,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                         "'imagenet' for the offline ImageNet weights of tf_efficientnet_lite0 and "
                         "mobilenetv2; or 'timm' (needs internet)")
     p.add_argument("--image-size", type=positive_int, default=64, help="input size in pixels (default: 64)")
-    p.add_argument("--adv", default="none", choices=list(OBJECTIVES),
-                   help="training objective: " + ", ".join(f"{n} ({s.help})" for n, s in OBJECTIVES.items())
-                        + " (default: none)")
-    p.add_argument("--eps", type=parse_eps, default=4 / 255,
-                   help="L-inf budget in [0, 1] pixel units, e.g. 4/255 (default: 4/255)")
-    p.add_argument("--alpha", type=parse_eps, default=None, help="PGD step size (default: eps/4)")
-    p.add_argument("--steps", type=positive_int, default=7, help="PGD steps in training (default: 7)")
-    p.add_argument("--trades-beta", type=float, default=6.0, help="TRADES/MART beta (default: 6)")
-    p.add_argument("--adv-warmup-epochs", type=non_negative_int, default=0,
-                   help="ramp eps linearly over the first N epochs (default: 0)")
-    p.add_argument("--val-attack-steps", type=positive_int, default=10,
-                   help="steps of the validation attack of adversarial objectives (default: 10)")
-    p.add_argument("--best-metric", default=None,
-                   help="metric that picks best.pt, e.g. val_auc (default: val_robust_score when "
-                        "adversarial, else val_auc)")
+    _add_adversarial(p)
     p.add_argument("--epochs", type=positive_int, default=5, help="(default: 5)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="(default: 64)")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: 1e-3)")
@@ -122,6 +107,45 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
 
+def _add_adversarial(p: argparse.ArgumentParser) -> None:
+    """The training objective's flags (training.objectives.AdvParams) and validation/early stopping."""
+    from deepshield.models import ACTIVATIONS
+    from deepshield.training.objectives import BN_MODES, OBJECTIVES
+
+    p.add_argument("--adv", default="none", choices=list(OBJECTIVES),
+                   help="training objective: " + ", ".join(f"{n} ({s.help})" for n, s in OBJECTIVES.items())
+                        + " (default: none)")
+    p.add_argument("--eps", type=parse_eps, default=4 / 255,
+                   help="L-inf budget in [0, 1] pixel units, e.g. 4/255 (default: 4/255)")
+    p.add_argument("--alpha", type=parse_eps, default=None,
+                   help="attack step size (default: eps/4 for PGD, TRADES, MART; eps for n-fgsm)")
+    p.add_argument("--steps", type=positive_int, default=7, help="PGD steps in training (default: 7)")
+    p.add_argument("--trades-beta", type=float, default=None,
+                   help="TRADES/MART beta (default: 6); an error with other objectives")
+    p.add_argument("--no-random-start", dest="random_start", action="store_false",
+                   help="start the training attack at x, not at a random point of the ball "
+                        "(pgd, trades, mart)")
+    p.add_argument("--adv-bn", default=None, choices=list(BN_MODES),
+                   help="BatchNorm mode while crafting training attacks (default: each method's reference "
+                        "choice: eval, train for fgsm-rs and n-fgsm)")
+    p.add_argument("--label-smoothing", type=float, default=0.0,
+                   help="label smoothing of the cross-entropy terms, in [0, 1) (default: 0)")
+    p.add_argument("--act", default=None, choices=list(ACTIVATIONS),
+                   help="swap the backbone's ReLU/ReLU6 for a smooth activation (Xie et al. 2020), e.g. "
+                        "silu; an error on a model without them (default: keep)")
+    p.add_argument("--adv-warmup-epochs", type=non_negative_int, default=0,
+                   help="ramp eps linearly over the first N epochs (default: 0)")
+    p.add_argument("--val-attack-steps", type=positive_int, default=10,
+                   help="steps of the validation attack of adversarial objectives (default: 10)")
+    p.add_argument("--max-val", type=positive_int, default=None,
+                   help="catalog: validate on a seeded, label-balanced subset of N videos (default: all)")
+    p.add_argument("--patience", type=positive_int, default=None,
+                   help="stop when the best metric has not improved for N epochs (default: never)")
+    p.add_argument("--best-metric", default=None,
+                   help="metric that picks best.pt, e.g. val_auc (default: val_robust_score when "
+                        "adversarial, else val_auc)")
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from deepshield.evaluation.checks import format_checks
     from deepshield.evaluation.evaluate import evaluate
@@ -152,7 +176,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                                    "attack and eps, with sanity checks against gradient masking; writes "
                                    "results.json, report.md and report.html.")
     p.add_argument("--checkpoint", required=True,
-                   help="best.pt or last.pt of a training run, or 'default' (the bundled detector)")
+                   help="best.pt or last.pt of a training run, or a bundled detector: 'default' or 'robust'")
     p.add_argument("--dataset", nargs="+", action=_DatasetsAction, default="synthetic", metavar="DATASET",
                    help="synthetic | catalog:PATH[:split] (default: synthetic); more than one: the first "
                         "gets the attack sweep, the others clean metrics, each marked in-domain or "

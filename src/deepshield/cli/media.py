@@ -49,8 +49,9 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                                    "--check-attack flags one (ABSTAIN).")
     p.add_argument("inputs", nargs="+", help="videos, images, or folders of them")
     p.add_argument("--checkpoint", default="default",
-                   help="best.pt or last.pt of a training run, or 'default': the detector bundled with "
-                        "deepshield (see its model card) (default: default)")
+                   help="best.pt or last.pt of a training run, or a detector bundled with deepshield: "
+                        "'default' or 'robust' (adversarially trained; see their model cards) "
+                        "(default: default)")
     p.add_argument("--json", dest="as_json", action="store_true", help="print JSON with per-frame scores")
     p.add_argument("--frames", type=positive_int, default=None,
                    help="frames sampled evenly per video (default: as preprocessed for training, else 32)")

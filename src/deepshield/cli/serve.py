@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from deepshield.cli.values import config_of, positive_int
+from deepshield.cli.values import config_of, parse_list, positive_int
 from deepshield.config import ServeConfig
 
 
@@ -33,7 +33,11 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
                                    "and the attack alarm; the page's JSON API is at /api (docs at /docs). "
                                    "Binds 127.0.0.1 unless --host says otherwise; there is no login.")
     p.add_argument("--checkpoint", default="default",
-                   help="best.pt of a training run, or 'default': the bundled detector (default: default)")
+                   help="best.pt of a training run, or a bundled detector: 'default' or 'robust' "
+                        "(adversarially trained) (default: default)")
+    p.add_argument("--models", type=parse_list, default=None,
+                   help="comma-separated checkpoints the page may pick besides --checkpoint, each loaded on "
+                        "first use (default: every bundled model: default, robust)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on; 0.0.0.0 opens it to the network (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="(default: 8000)")

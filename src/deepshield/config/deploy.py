@@ -65,9 +65,12 @@ class ServeConfig:
     ``max_upload_mb``: largest upload (MB = 10^6 bytes), enforced while it streams in. ``queue_limit``:
     jobs waiting or running at once; more are refused (503). ``job_timeout``: seconds a job may run.
     ``frames``: frames sampled per video (None: as ``deepshield predict``). ``explain``: Grad-CAM
-    heatmaps of the face crops; ``check_attack``: the attack alarm (where predict offers them)."""
+    heatmaps of the face crops; ``check_attack``: the attack alarm (where predict offers them).
+    ``models``: the checkpoints the page lets a user pick besides ``checkpoint`` (None: every bundled
+    model; each is loaded on its first use)."""
 
     checkpoint: str = "default"
+    models: tuple[str, ...] | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     frames: int | None = None
@@ -88,6 +91,17 @@ class ServeConfig:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    def choices(self) -> tuple[str, ...]:
+        """The models a request may name: ``checkpoint`` first, then ``models`` (None: the bundled ones
+        whose files are installed)."""
+        if self.models is None:
+            from deepshield.models.zoo import BUNDLED
+
+            extra = tuple(name for name, path in BUNDLED.items() if path.is_file())
+        else:
+            extra = self.models
+        return tuple(dict.fromkeys((self.checkpoint, *extra)))
 
     @property
     def max_upload_bytes(self) -> int:

@@ -17,11 +17,15 @@ class TrainConfig:
     backbone: str = "small_cnn"
     pretrained: str | None = None       # local state-dict path, "imagenet" (offline weights), or "timm"
     image_size: int = 64
-    adv: str = "none"                   # none | pgd | fgsm-rs | trades | mart
+    adv: str = "none"                   # none | pgd | fgsm-rs | n-fgsm | trades | mart
     eps: float = 4 / 255
-    alpha: float | None = None          # default ε/4
+    alpha: float | None = None          # default: the objective's (PGD ε/4, N-FGSM ε)
     steps: int = 7
-    trades_beta: float = 6.0
+    trades_beta: float | None = None    # TRADES/MART β (default 6); an error with other objectives
+    random_start: bool = True           # the training attack's random start (PGD, TRADES, MART)
+    adv_bn: str | None = None           # BatchNorm mode while crafting: eval | train (default: the method's)
+    label_smoothing: float = 0.0
+    act: str | None = None              # swap the backbone's ReLU/ReLU6 for silu | softplus | gelu
     adv_warmup_epochs: int = 0
     epochs: int = 5
     batch_size: int = 64
@@ -47,6 +51,8 @@ class TrainConfig:
     cache_dir: str | None = None        # default: OUT/cache
     balance: bool = False               # class-balanced frame sampling
     val_attack_steps: int = 10
+    max_val: int | None = None          # catalog: validate on a seeded, label-balanced subset of N videos
+    patience: int | None = None         # stop when best_metric has not improved for N epochs
     best_metric: str | None = None      # default: val_robust_score (clean+PGD) if adversarial, else val_auc
     augment: str = "faces"              # training augmentation: faces | none (see data.transforms.AUGMENTS)
     max_train: int | None = None        # catalog: at most this many training videos (a seeded subset)
@@ -55,9 +61,11 @@ class TrainConfig:
     config: str | None = None           # the recipe (YAML) the run was started from
     progress: bool = True
 
-    @property
-    def pgd_alpha(self) -> float:
-        return self.alpha if self.alpha is not None else self.eps / 4
+    def objective_settings(self, eps: float | None = None) -> dict[str, Any]:
+        """The training objective's settings (training.objectives.AdvParams) at ``eps`` (default: ε)."""
+        return {"eps": self.eps if eps is None else eps, "alpha": self.alpha, "steps": self.steps,
+                "beta": self.trades_beta, "random_start": self.random_start, "bn": self.adv_bn,
+                "smoothing": self.label_smoothing}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -312,6 +312,8 @@ def _catalog(arg: str | None, cfg: Any) -> DatasetPair:
         val_rows = [r for r in val_rows if r.label == 0]
     if getattr(cfg, "max_train", None):
         train_rows = subset_videos(train_rows, cfg.max_train, seed)
+    if getattr(cfg, "max_val", None):
+        val_rows = subset_videos(val_rows, cfg.max_val, seed)
     common = dict(image_size=size, frames_per_video=fpv, seed=seed, cache_dir=cache_dir)
     balance = getattr(cfg, "balance", False) and not pseudo
     train = FaceCatalogDataset(path, rows=train_rows, sampling="random", balance=balance,

@@ -43,7 +43,8 @@ def load_model_and_config(path: str | Path,
     ckpt = load_checkpoint(resolve_checkpoint(path), map_location=device)
     raw = dict(ckpt.get("config") or {})
     cfg = TrainConfig.from_dict(raw)
-    model = build_model(cfg.backbone, num_classes=2, image_size=cfg.image_size, pretrained=None).to(device)
+    model = build_model(cfg.backbone, num_classes=2, image_size=cfg.image_size, pretrained=None,
+                        act=cfg.act).to(device)
     model.load_state_dict(ckpt["model"])
     return model.eval(), cfg, raw
 

@@ -1,10 +1,11 @@
-"""Checkpoints by name: ``default`` is the detector that ships inside the package.
+"""Checkpoints by name: ``default`` and ``robust`` are the detectors that ship inside the package.
 
     >>> resolve_checkpoint("default")     # .../deepshield/models/weights/default.pt
+    >>> resolve_checkpoint("robust")      # .../deepshield/models/weights/robust.pt
     >>> resolve_checkpoint("runs/x/best.pt")
 
-The default model, how it was trained and what it scores are described in
-``deepshield/models/weights/MODEL_CARD.md`` (and RESULTS.md at the repository root).
+How they were trained and what they score: ``deepshield/models/weights/MODEL_CARD.md`` (default),
+``MODEL_CARD_robust.md`` (robust), and RESULTS.md at the repository root.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 from deepshield.errors import MissingFileError
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-BUNDLED = {"default": WEIGHTS_DIR / "default.pt"}
+# default: the standard detector; robust: the adversarially trained point of RESULTS.md's frontier.
+BUNDLED = {"default": WEIGHTS_DIR / "default.pt", "robust": WEIGHTS_DIR / "robust.pt"}
 
 
 def resolve_checkpoint(name: str | Path | None) -> Path:

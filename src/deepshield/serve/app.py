@@ -2,7 +2,8 @@
 
 Routes: ``GET /`` the page (static/index.html, app.js, style.css; no build step), ``GET /api/health``,
 ``POST /api/predict`` (multipart field ``file``; ``?wait=false`` answers 202 with a job to poll at
-``GET /api/jobs/{id}``, which the page uses for its progress bar), ``GET /api/model-card``, and FastAPI's
+``GET /api/jobs/{id}``, which the page uses for its progress bar; ``?model=robust`` picks one of the
+models health lists), ``GET /api/model-card`` (``?model=``), and FastAPI's
 ``/docs`` and ``/openapi.json``. Every error is JSON ``{"error": "..."}`` with a 4xx/5xx status, never
 a traceback.
 
@@ -98,20 +99,24 @@ def create_app(cfg: ServeConfig, predictor: Any | None = None, hosts: list[str] 
     async def health() -> dict:
         return service.health()
 
-    @app.get("/api/model-card", summary="the bundled model's card (markdown)",
+    @app.get("/api/model-card", summary="a bundled model's card (markdown); ?model=robust for another",
              response_class=PlainTextResponse)
-    async def model_card() -> PlainTextResponse:
-        card = MODEL_CARDS.get(cfg.checkpoint)
+    async def model_card(model: str | None = None) -> PlainTextResponse:
+        name = model or cfg.checkpoint
+        card = MODEL_CARDS.get(name) if name in service.choices else None
         if card is None or not card.is_file():
-            return error(404, f"no model card for checkpoint {service.model['checkpoint']}")
+            return error(404, f"no model card for model {name[:60]!r}")
         return PlainTextResponse(card.read_text(encoding="utf-8"), media_type="text/markdown; charset=utf-8")
 
     @app.post("/api/predict", summary="judge an uploaded video or image", openapi_extra=_UPLOAD_SCHEMA,
               responses={202: {"description": "with wait=false: the job to poll"}, **_ERRORS})
-    async def predict(request: Request, wait: bool = True) -> JSONResponse:
+    async def predict(request: Request, wait: bool = True, model: str | None = None) -> JSONResponse:
         """Upload a video or image (multipart field `file`): REAL/FAKE, p_fake, per-frame scores, face
-        crops with Grad-CAM overlays (PNG data URLs), frames without a face, the attack alarm."""
-        return await _predict(service, request, wait)
+        crops with Grad-CAM overlays (PNG data URLs), frames without a face, the attack alarm. `model`:
+        one of /api/health's `models` (default: the first)."""
+        if model is not None and model not in service.choices:
+            return error(400, f"unknown model {model[:60]!r}; choose from {', '.join(service.choices)}")
+        return await _predict(service, request, wait, model)
 
     @app.get("/api/jobs/{job_id}", summary="a job's state, progress and (when done) result")
     async def job_status(job_id: str) -> JSONResponse:
@@ -123,7 +128,7 @@ def create_app(cfg: ServeConfig, predictor: Any | None = None, hosts: list[str] 
     return app
 
 
-async def _predict(service: Service, request: Request, wait: bool) -> JSONResponse:
+async def _predict(service: Service, request: Request, wait: bool, model: str | None = None) -> JSONResponse:
     queue = service.queue
     if not queue.reserve():
         return error(503, f"the server is busy ({queue.limit} jobs queued or running); try again in a minute",
@@ -134,7 +139,7 @@ async def _predict(service: Service, request: Request, wait: bool) -> JSONRespon
         filename = await receive_upload(dict(request.headers), request.stream(), folder / "upload.bin",
                                         service.cfg.max_upload_bytes)
         media = await run_in_threadpool(check_media, folder / "upload.bin")
-        job = queue.submit(lambda j: service.analyse(j, media, filename),
+        job = queue.submit(lambda j: service.analyse(j, media, filename, model),
                            cleanup=lambda: shutil.rmtree(folder, ignore_errors=True))
         submitted = True
     except UploadError as err:

@@ -21,7 +21,8 @@ from PIL import Image
 from deepshield.models.zoo import BUNDLED, WEIGHTS_DIR
 
 GALLERY = 12
-MODEL_CARDS = {name: WEIGHTS_DIR / "MODEL_CARD.md" for name in BUNDLED}
+MODEL_CARDS = {name: WEIGHTS_DIR / ("MODEL_CARD.md" if name == "default" else f"MODEL_CARD_{name}.md")
+               for name in BUNDLED}
 _ROW = re.compile(r"^\|\s*(?P<key>[^|]+?)\s*\|\s*(?P<value>[^|]+?)\s*\|\s*$")
 
 
@@ -54,7 +55,8 @@ def model_info(checkpoint: str, train_cfg: Any) -> dict[str, Any]:
             "image_size": getattr(train_cfg, "image_size", None),
             "adv": getattr(train_cfg, "adv", None),
             "card": card_numbers(card) if card is not None and card.is_file() else [],
-            "card_url": "/api/model-card" if card is not None and card.is_file() else None}
+            "card_url": (f"/api/model-card?model={checkpoint}" if card is not None and card.is_file()
+                         else None)}
 
 
 def _gallery_indices(n: int, k: int = GALLERY) -> list[int]:

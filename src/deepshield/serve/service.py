@@ -8,6 +8,7 @@ the answer (``deepshield.serve.payload``).
 from __future__ import annotations
 
 import inspect
+import threading
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -43,32 +44,62 @@ class DetectorWatch:
         return getattr(self.inner, name)
 
 
-def predict_config(cfg: ServeConfig) -> PredictConfig:
-    """The ``deepshield predict`` settings the server runs with."""
+def predict_config(cfg: ServeConfig, checkpoint: str | None = None) -> PredictConfig:
+    """The ``deepshield predict`` settings the server runs ``checkpoint`` (default: cfg's) with."""
     known = {f.name for f in fields(PredictConfig)}
     extra = {"check_attack": cfg.check_attack} if "check_attack" in known else {}
-    return PredictConfig(inputs=(), checkpoint=cfg.checkpoint, frames=cfg.frames, device=cfg.device, **extra)
+    return PredictConfig(inputs=(), checkpoint=checkpoint or cfg.checkpoint, frames=cfg.frames,
+                         device=cfg.device, **extra)
+
+
+class UnknownModel(ValueError):
+    """A request named a model this server does not offer."""
 
 
 class Service:
-    """A loaded ``Predictor`` (pass one in to share it, e.g. in tests), a ``JobQueue`` and the model info."""
+    """The loaded ``Predictor`` of each model a request may pick (``cfg.choices()``; the first loaded at
+    start, the others on first use; pass one in to share it, e.g. in tests), a ``JobQueue`` and the
+    models' info."""
 
     def __init__(self, cfg: ServeConfig, predictor: Any | None = None) -> None:
+        self.cfg = cfg
+        self.choices = cfg.choices() if predictor is None else (cfg.checkpoint,)
+        self.predictors: dict[str, Any] = {}
+        self.watches: dict[str, DetectorWatch] = {}
+        self.models: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self.queue = JobQueue(cfg.queue_limit, cfg.job_timeout)
+        self._add(cfg.checkpoint, predictor)
+        first = cfg.checkpoint
+        self.predictor, self.watch = self.predictors[first], self.watches[first]
+        self.model = self.models[first]
+        accepted = inspect.signature(self.predictor.predict).parameters
+        self.options = {k: v for k, v in (("keep_crops", True), ("explain", cfg.explain)) if k in accepted}
+
+    def _add(self, name: str, predictor: Any | None = None) -> Any:
         if predictor is None:
             from deepshield.predict import Predictor
 
-            predictor = Predictor(predict_config(cfg))
-        self.cfg, self.predictor = cfg, predictor
+            predictor = Predictor(predict_config(self.cfg, name))
         detector = predictor.detector
-        self.watch = DetectorWatch(detector.inner if isinstance(detector, DetectorWatch) else detector)
-        predictor.detector = self.watch
-        self.queue = JobQueue(cfg.queue_limit, cfg.job_timeout)
-        self.model = model_info(cfg.checkpoint, predictor.train_cfg)
-        accepted = inspect.signature(predictor.predict).parameters
-        self.options = {k: v for k, v in (("keep_crops", True), ("explain", cfg.explain)) if k in accepted}
-        extras = [name for name, on in (("Grad-CAM", self.explains), ("the attack alarm", self.checks_attack))
+        watch = DetectorWatch(detector.inner if isinstance(detector, DetectorWatch) else detector)
+        predictor.detector = watch
+        extras = [label for label, on in (("Grad-CAM", self.cfg.explain),
+                                          ("the attack alarm", getattr(predictor.cfg, "check_attack", False)))
                   if on]
-        self.watch.next_stage = "scoring the faces" + (f" ({', '.join(extras)})" if extras else "")
+        watch.next_stage = "scoring the faces" + (f" ({', '.join(extras)})" if extras else "")
+        self.predictors[name], self.watches[name] = predictor, watch
+        self.models[name] = model_info(name, predictor.train_cfg)
+        return predictor
+
+    def predictor_for(self, name: str | None) -> tuple[str, Any]:
+        """(name, loaded predictor) of a model a request may pick (None: the server's first);
+        ``UnknownModel`` for any other name."""
+        name = name or self.cfg.checkpoint
+        if name not in self.choices:
+            raise UnknownModel(f"unknown model {name[:60]!r}; this server offers {', '.join(self.choices)}")
+        with self._lock:
+            return name, self.predictors.get(name) or self._add(name)
 
     @property
     def explains(self) -> bool:
@@ -78,30 +109,34 @@ class Service:
     def checks_attack(self) -> bool:
         return bool(getattr(self.predictor.cfg, "check_attack", False))
 
-    def analyse(self, job: Job, media: Path, filename: str) -> dict[str, Any]:
-        """Run on the worker thread: predict ``media`` and shape the page's JSON (``JobFailed`` if the
-        file cannot be read after all)."""
+    def analyse(self, job: Job, media: Path, filename: str, model: str | None = None) -> dict[str, Any]:
+        """Run on the worker thread: predict ``media`` with ``model`` (None: the server's first) and shape
+        the page's JSON (``JobFailed`` if the file cannot be read after all)."""
         start = time.perf_counter()
-        frames = getattr(getattr(self.predictor, "settings", None), "frames", None)
+        job.stage = "loading the model"
+        name, predictor = self.predictor_for(model)
+        watch = self.watches[name]
+        frames = getattr(getattr(predictor, "settings", None), "frames", None)
         job.frames_total = 1 if media.suffix in IMAGE_EXTENSIONS else frames
         job.stage = "reading the file"
-        self.watch.job = job
+        watch.job = job
         try:
-            result = self.predictor.predict(media, **self.options)
+            result = predictor.predict(media, **self.options)
         finally:
-            self.watch.job = None
+            watch.job = None
         if result.error:
             raise JobFailed(422, f"cannot read {filename}: {result.error}")
         job.stage = "preparing the result"
-        return result_json(result, self.model, threshold=self.predictor.cfg.threshold, filename=filename,
-                           seconds=time.perf_counter() - start, warnings=list(self.predictor.warnings))
+        return result_json(result, self.models[name], threshold=predictor.cfg.threshold, filename=filename,
+                           seconds=time.perf_counter() - start, warnings=list(predictor.warnings))
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "model": self.model, "max_upload_bytes": self.cfg.max_upload_bytes,
+        return {"status": "ok", "model": self.model, "models": list(self.choices),
+                "max_upload_bytes": self.cfg.max_upload_bytes,
                 "queue": {"active": self.queue.active, "limit": self.queue.limit},
                 "job_timeout_s": self.cfg.job_timeout,
                 "frames": getattr(getattr(self.predictor, "settings", None), "frames", None),
                 "explain": self.explains, "check_attack": self.checks_attack}
 
 
-__all__ = ["DetectorWatch", "Service", "predict_config"]
+__all__ = ["DetectorWatch", "Service", "UnknownModel", "predict_config"]

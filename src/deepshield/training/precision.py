@@ -7,9 +7,10 @@ Choice (``cfg.amp``: None = auto, True = on, False = fp32):
   adversarial training take gradients with respect to the *input* (``torch.autograd.grad``), which no
   GradScaler scales, and small fp16 gradients would underflow to zero and silently weaken PGD; on
   those GPUs bf16 and fp16 tensor cores run at the same rate. TF32 matmuls and cuDNN autotuning are on.
-- **CPU**: auto uses bf16 only on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX); elsewhere
-  (e.g. AVX2-only) bf16 is emulated and measured slower than fp32 (see benchmarks/train_throughput.py),
-  so auto keeps fp32. ``amp=True`` forces bf16 anyway.
+- **CPU**: auto keeps fp32 unless the probe measures bf16 clearly faster, which it tries only on CPUs
+  with native bf16 arithmetic (AVX512-BF16 or AMX; elsewhere bf16 is emulated and slower). Without the
+  probe (``--no-probe``, short runs) it is fp32: bf16 was slower for EfficientNet-Lite0 even with native
+  bf16, and it rounds away part of a 1/255 training perturbation. ``amp=True`` forces bf16.
 
 Autocast only touches matmul/conv inputs: pixels, Normalize, losses (computed on ``logits.float()``)
 and input gradients stay fp32, so the attacks run unchanged inside ``precision.autocast()``.
@@ -96,7 +97,11 @@ def choose_precision(device_type: str, amp: bool | None, cpu_bf16: bool, cuda_bf
     if device_type == "cuda":
         return "bf16" if cuda_bf16 else "fp16"
     if device_type == "cpu":
-        return "bf16" if amp or cpu_bf16 else "fp32"
+        # Without a measurement, fp32: even with native bf16, EfficientNet-Lite0's depthwise convolutions
+        # train slower in bf16 on CPU, and bf16 keeps 8 significant bits: the first convolution sees bright
+        # normalized pixels in steps of 0.5-0.9/255, so a training attack at eps <= 1/255 is partly rounded
+        # away (RESULTS.md's frontier: pgd-1 vs pgd-1-fp32). The probe still times bf16 where it is native.
+        return "bf16" if amp else "fp32"
     return "fp32"  # other backends (mps, xpu): fp32 until measured
 
 
@@ -190,6 +195,9 @@ def build_precision(cfg: TrainConfig, device: torch.device, model: nn.Module | N
             how, message = ("cached" if result.cached else "measured"), probing.summary(result, chosen)
         message += thread_note
         record = {**result.to_dict(), **({"threads_s_per_step": thread_times} if thread_times else {})}
+    if device.type == "cpu" and getattr(cfg, "workers", 0) > 0:
+        message += (f"; {cfg.workers} DataLoader worker(s) leave the model {threads} thread(s) (on a few "
+                    "cores --workers 0 is usually faster: cached crops load in ~1-5 ms each)")
     return _precision(name, device, threads, layout, how, record, message)
 
 

@@ -21,7 +21,6 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 from deepshield.attacks import build_eval_attack
 from deepshield.config import SweepSpec, TrainConfig
 from deepshield.data.datasets import build_datasets, catalog_preprocess_settings
-from deepshield.errors import unknown_name
 from deepshield.io import write_text_atomic
 from deepshield.models import build_model, count_parameters
 from deepshield.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -35,7 +34,7 @@ from deepshield.training.distributed import (
 )
 from deepshield.training.logging import RunLogger
 from deepshield.training.loops import predict, seed_everything, select_device, train_epoch
-from deepshield.training.objectives import OBJECTIVES, build_objective
+from deepshield.training.objectives import OBJECTIVES, build_objective, check_settings
 from deepshield.training.optim import build_optimizer, build_unfreeze_schedule
 from deepshield.training.precision import build_precision, compile_model, recorded_precision
 
@@ -136,8 +135,7 @@ def overfitting_warning(history: list[dict[str, float]]) -> str | None:
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Run ``deepshield train``; writes config.json, metrics.jsonl, last.pt and best.pt under ``cfg.out``."""
-    if cfg.adv not in OBJECTIVES:
-        raise unknown_name("adversarial training method", cfg.adv, OBJECTIVES)
+    check_settings(cfg.adv, **cfg.objective_settings())  # a misplaced flag fails before any work
     if cfg.smoke:
         cfg = smoke_config(cfg)
     out = Path(cfg.out)
@@ -146,7 +144,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     seed_everything(cfg.seed + info.rank)  # per-rank attack random starts differ, as they should
     train_ds, val_ds = build_datasets(cfg)
     model = build_model(cfg.backbone, num_classes=2, image_size=cfg.image_size,
-                        pretrained=cfg.pretrained).to(device)
+                        pretrained=cfg.pretrained, act=cfg.act).to(device)
     steps_per_epoch = len(make_loader(train_ds, cfg, 0, info))
     # Precision and layout by measurement (cached per machine); under DDP by rule, so ranks agree.
     precision = build_precision(cfg, device, None if info.enabled else model, cfg.epochs * steps_per_epoch,
@@ -167,6 +165,8 @@ def train(cfg: TrainConfig) -> TrainResult:
             precision.scaler.load_state_dict(ckpt["scaler"])
         start_epoch, best, metrics = ckpt["epoch"] + 1, ckpt["best"], ckpt["metrics"]
         set_rng_state(ckpt["rng"][info.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+        if patience_stop(history_of(out, []), best_metric, cfg.patience) is not None:
+            start_epoch = cfg.epochs  # it stopped early before: a rerun has nothing to do
     run_config = {**run_config_dict(cfg), "precision": precision.to_dict()}
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -199,8 +199,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                 log.info(f"pseudo-fake examples: {train_ds.save_examples(out / 'pseudo_fakes.png')}")
             for epoch in range(start_epoch, cfg.epochs):
                 eps = eps_at(cfg, epoch)
-                objective = build_objective(cfg.adv, eps=eps, alpha=cfg.alpha if cfg.alpha else eps / 4,
-                                            steps=cfg.steps, beta=cfg.trades_beta)
+                objective = build_objective(cfg.adv, **cfg.objective_settings(eps))
                 if unfreeze(epoch):
                     net = wrap(model)
                 loader = make_loader(train_ds, cfg, epoch, info)
@@ -222,9 +221,35 @@ def train(cfg: TrainConfig) -> TrainResult:
                     log.info(warning)
                 best = _checkpoint(model, optimizer, scheduler, precision, run_config, epoch, metrics, best,
                                    best_metric, out, info)
+                if (stop := patience_stop(history_of(out, history), best_metric, cfg.patience)) is not None:
+                    log.info(stop)
+                    break
     finally:
         cleanup(info)
     return TrainResult(out, metrics, best_path, last_path)
+
+
+def history_of(out: Path, history: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Every epoch's metrics so far: metrics.jsonl (a resumed run's earlier epochs too) or ``history``."""
+    path = out / "metrics.jsonl"
+    if not path.exists():
+        return history
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    by_epoch = {int(r["epoch"]): r for r in rows if "epoch" in r}
+    return [by_epoch[e] for e in sorted(by_epoch)] or history
+
+
+def patience_stop(history: list[dict[str, float]], metric: str, patience: int | None) -> str | None:
+    """Early stopping (Rice et al. 2020): a message when ``metric`` has not improved on its best for
+    ``patience`` epochs, else None."""
+    values = [m[metric] for m in history if metric in m]
+    if not patience or len(values) <= patience:
+        return None
+    best_at = max(range(len(values)), key=lambda i: (values[i], -i))
+    if len(values) - 1 - best_at < patience:
+        return None
+    return (f"early stop: {metric} has not improved on {values[best_at]:.4f} (epoch {best_at + 1}) for "
+            f"{patience} epoch(s); best.pt holds that epoch")
 
 
 def run_config_dict(cfg: TrainConfig) -> dict:

@@ -40,6 +40,11 @@ async function loadHealth() {
     $("model-line").textContent = `model: ${m.checkpoint} (${m.backbone}, ${m.image_size} px)` +
       (health.frames ? `, ${health.frames} frames per video` : "");
     $("limit").textContent = `videos and images up to ${health.max_upload_bytes / 1e6} MB`;
+    const pick = $("model-pick");
+    if (!pick.options.length) {
+      for (const name of health.models || [m.checkpoint]) pick.append(el("option", { value: name }, name));
+    }
+    $("model-pick-line").hidden = pick.options.length < 2;
   } catch (e) {
     $("model-line").textContent = "the server does not answer; is deepshield serve running?";
   }
@@ -64,7 +69,8 @@ async function upload(file) {
   const form = new FormData();
   form.append("file", file, file.name);
   const xhr = new XMLHttpRequest();
-  xhr.open("POST", "/api/predict?wait=false");
+  const model = $("model-pick").value;
+  xhr.open("POST", "/api/predict?wait=false" + (model ? `&model=${encodeURIComponent(model)}` : ""));
   xhr.responseType = "json";
   xhr.upload.onprogress = (e) => {
     if (e.lengthComputable) setProgress(Math.round(50 * e.loaded / e.total), `uploading ${file.name}…`);
@@ -117,7 +123,8 @@ function render(r) {
     const abstain = r.label === "ABSTAIN";
     verdict.textContent = abstain ? "NO VERDICT (possible attack)" : r.label;
     verdict.className = `verdict ${r.label}`;
-    $("verdict-detail").textContent = `${r.file}: p(fake) = ${r.p_fake.toFixed(3)} (FAKE when ≥ ${r.threshold}` +
+    $("verdict-detail").textContent = `${r.file}, model ${r.model.checkpoint}: p(fake) = ${r.p_fake.toFixed(3)} ` +
+      `(FAKE when ≥ ${r.threshold}` +
       `${abstain ? "; not trusted: the attack alarm flagged this input" : ""}), ` +
       `${r.faces_found} face(s) in ${r.frames_sampled} sampled frame(s), judged in ${r.seconds} s.`;
   }

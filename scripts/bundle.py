@@ -1,10 +1,12 @@
-"""Copy a trained model into the package as the bundled ``default`` detector (weights + config only).
+"""Copy a trained model into the package as a bundled detector (weights + config only).
 
-    python scripts/bundle_default.py runs/results/dfdc-faces-pgd-at/best.pt
+    python scripts/bundle.py runs/results/dfdc-faces-standard/best.pt            # the default model
+    python scripts/bundle.py runs/frontier/pgd-1/best.pt --name robust           # the robust model
 
-Writes ``src/deepshield/models/weights/default.pt``: the model's state dict, its run config (with the
+Writes ``src/deepshield/models/weights/NAME.pt``: the model's state dict, its run config (with the
 crop settings predict needs), its validation metrics and where it came from; no optimizer state.
-Update ``MODEL_CARD.md`` beside it with the numbers of RESULTS.md when you change it.
+Update its model card beside it (``MODEL_CARD.md``, ``MODEL_CARD_robust.md``) with the numbers of
+RESULTS.md when you change it.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from deepshield.training.checkpoint import load_checkpoint, save_checkpoint  # n
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a run's best.pt")
+    parser.add_argument("--name", default="default", choices=sorted(BUNDLED), help="(default: default)")
     args = parser.parse_args()
     ckpt = load_checkpoint(args.checkpoint)
     config = ckpt["config"]
     if not config.get("preprocess"):
         sys.exit(f"{args.checkpoint}: its config records no crop settings; train on a preprocessed catalog")
     model = {k: v.contiguous() for k, v in ckpt["model"].items()}
-    path = save_checkpoint(BUNDLED["default"], model=model, config=config, metrics=ckpt.get("metrics", {}),
+    path = save_checkpoint(BUNDLED[args.name], model=model, config=config, metrics=ckpt.get("metrics", {}),
                            source=str(Path(args.checkpoint)), epoch=ckpt.get("epoch"))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) from {args.checkpoint}")
     return 0

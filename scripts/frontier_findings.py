@@ -2,39 +2,76 @@
 outputs (runs/frontier/*/eval_*/results.json, metrics.jsonl); rerun `make frontier` to check them."""
 
 FINDINGS: list[str] = [
+    "Data: the DFDC catalog of `make results`' first stage, remade for this grid with today's preprocessing "
+    "(139 images without a face; test split 1,149 real and 1,149 fake videos, 2,287 faces). The sections "
+    "above used the catalog of 2026-12-02 (148 without a face), so their test split differs by a few faces.",
+    "",
     "### Why adversarial training collapses here, and how we know",
     "",
-    "- **The standard detector's cues are smaller than one grey level.** The control (the identical fine-tune "
-    "without attacks) keeps clean AUC 0.781 at 64 px, and PGD-20 at ε = 0.5/255 already flips 99.6% of its "
-    "test faces (accuracy 0.004); its median true-class margin is 0.53 log-odds. A perturbation that no 8-bit "
-    "image can even store moves its decisions: the DFDC fakes it separates differ from the reals by faint, "
-    "high-frequency texture of about the same amplitude as the attack, so an attacker can add or remove the "
-    "evidence.",
-    "- **PGD-AT at 1/255 collapses to a constant.** Its training loss ends at 0.70 ≈ ln 2 (the loss of "
-    "answering 0.5 for every face), training accuracy on its own adversarial faces stays at 0.38-0.40, and "
-    "on the test faces it answers p(fake) within 0.499-0.501 for the middle half; 21-24% of them get one "
-    "identical output (`runs/frontier/pgd-1*/eval_clean/results.json`). Clean AUC falls from 0.781 to 0.64. "
-    "No feature that survives ε = 1/255 was found within the budget, and the cheapest minimizer of the "
-    "adversarial loss is to stop discriminating.",
-    "- **Its robust accuracy was gradient masking.** With ReLU6, the constant regions have an all-zero input "
-    "gradient on 17% of the test faces: the sanity check *input gradients are non-zero* fails, and PGD-20 "
-    "accuracy is flat in ε (0.188 / 0.184 / 0.160 at 0.5 / 1 / 2/255), the signature of masking, not of "
-    "robustness. Swapping ReLU6 for SiLU (`pgd-1-silu`, the one change) removes the dead gradients: every "
-    "check passes and accuracy now falls with ε as it should (0.414 / 0.211 / 0.020). The earlier "
-    "`dfdc-faces-pgd-at` recipe's 0.155 at 2/255 (reals 0.000) is of the same kind.",
-    "- **What collapses, by direction:** every adversarially trained model can frame reals (worst-case "
-    "accuracy on reals 0.000-0.023 at 1/255) while some fakes resist (0.28-0.31 at 1/255): the clean outputs "
-    "lean to *fake* (PGD-AT: 0.75-0.78 of fakes but 0.40-0.45 of reals right), so a real face needs only a "
-    "small push across 0.5.",
-    "- **Not the cause: numerical precision.** bf16 autocast rounds the normalized pixels the first "
-    "convolution sees to steps of 0.5-0.9/255, so it could blunt a 1/255 training attack; the same run in "
-    "fp32 (`pgd-1-fp32`) ends the same (clean AUC 0.640 vs 0.639, worst case 0.152 vs 0.145 at 1/255). fp32 "
-    "was faster on this CPU (62-66 vs 55 img/s for 2-step PGD-AT at 64 px), so `deepshield train` now "
-    "uses fp32 on CPU unless its probe measures bf16 faster.",
+    "- **The standard detector's cues are smaller than one grey level.** The control (the same fine-tune "
+    "without attacks) keeps clean AUC 0.781 at 64 px and 0.942 at 128 px. PGD-20 at ε = 0.5/255 flips "
+    "99.6% of the 64 px control's test faces (accuracy 0.004) and all of the 128 px one's (0.000), though "
+    "the latter's median true-class margin is 3.52 log-odds (0.53 at 64 px). Half a grey level, "
+    "which an 8-bit image file cannot even store, moves its decisions. The DFDC fakes it separates differ "
+    "from the reals by faint high-frequency texture of about the attack's amplitude, so an attacker can "
+    "add or remove that evidence.",
+    "- **PGD-AT collapses to a constant, at 1/255 and at 0.5/255 alike.** Its training loss ends at "
+    "0.70 ≈ ln 2, the loss of answering 0.5 for every face. Its accuracy on its own adversarial faces stays "
+    "at 0.38-0.44 (below chance). On the test faces, the middle half of its outputs lies within "
+    "0.499-0.501, and 21-24% of the faces get one identical output "
+    "(`runs/frontier/pgd-1*/eval_clean/results.json`). Clean AUC falls from 0.781 to 0.63-0.67 for PGD-AT "
+    "at 0.5 and 1/255 and for N-FGSM. Within this budget no feature that survives these ε was found, and "
+    "the cheapest minimizer of the adversarial loss is to stop discriminating.",
+    "- **Its robust accuracy was gradient masking.** With ReLU6, the constant regions give 6-18% of the "
+    "test faces an all-zero input gradient. The sanity check *input gradients are non-zero* fails for "
+    "PGD-AT (both ε), its fp32 twin and N-FGSM, and their PGD-20 accuracy is flat in ε "
+    "(pgd-1: 0.188 / 0.184 / 0.160 at 0.5 / 1 / 2/255), the signature of masking, not of robustness. "
+    "Swapping ReLU6 for SiLU (`pgd-1-silu`, the one change) removes the dead gradients: every check passes, "
+    "and accuracy now falls with ε as it should (0.414 / 0.211 / 0.020). The older `dfdc-faces-pgd-at` "
+    "recipe's 0.155 at 2/255 (reals 0.000) is of the same kind.",
+    "- **What collapses, by direction.** Every adversarially trained model can frame reals: their "
+    "worst-case accuracy on reals is 0.000-0.023 at 1/255, while 0.09-0.31 of fakes resist. Their clean "
+    "outputs lean to *fake* (PGD-AT at 1/255, with ReLU6 or SiLU, gets 0.75-0.90 of fakes right but only "
+    "0.23-0.45 of reals), so a real face needs only a small push across 0.5.",
+    "- **Resolution.** Fine-tuning at 64 px instead of 128 px costs clean AUC before any attack (controls: "
+    "0.781 against 0.942): the cues live at fine scales. At 128 px the SiLU PGD-AT candidate keeps more "
+    "clean AUC (0.760) but loses the little robustness seen at 64 px (PGD-20 0.008 at 1/255, against "
+    "0.211), as vulnerability grows with input dimension (Simon-Gabriel et al. 2019). On these faces the "
+    "two pull against each other: the resolution that detects is the one that cannot be defended.",
+    "- **Not the cause: numerical precision.** bf16 autocast rounds the normalized pixels that the first "
+    "convolution sees to steps of 0.5-0.9/255, so it could blunt a 1/255 training attack. The same run "
+    "in fp32 (`pgd-1-fp32`) ends the same: clean AUC 0.640 vs 0.639, worst case 0.152 vs 0.145 at 1/255. "
+    "fp32 was not slower on this CPU (61-67 img/s in its first two epochs, against 53-58 for the bf16 "
+    "runs of 2-step PGD-AT at 64 px; `benchmarks/train_throughput.py` measured fp32 faster for this model "
+    "too), so `deepshield train` now uses fp32 on CPU unless its probe measures bf16 faster.",
     "- **Not the cure: TRADES β = 1.** It keeps discriminating (clean AUC 0.753) because its clean "
-    "cross-entropy dominates, but gains nothing under attack (PGD-20 0.004 at 1/255).",
-    "- **The validation attack.** PGD-10 on every validation face reads 0.207 / 0.217 / 0.200 where PGD-20 "
-    "on the same faces reads 0.167 / 0.193 / 0.190 (pgd-1 / fp32 / silu): 1-4 points optimistic, against "
-    "the 0.18 vs 0.000 that the earlier 3-step attack showed. `best.pt` is picked by PGD-10 now "
-    "(`--val-attack-steps 10`, the default).",
+    "cross-entropy dominates, but it gains nothing under attack (PGD-20 0.004 at 1/255). **N-FGSM** costs "
+    "one step but collapses and masks like PGD-AT.",
+    "- **The validation attack.** PGD-10 on every validation face reads 0.207 / 0.217 / 0.200 where "
+    "PGD-20 on the same faces reads 0.167 / 0.193 / 0.190 (pgd-1 / fp32 / silu), 1-4 points optimistic. "
+    "The earlier 3-step attack read 0.18 where PGD-20 read 0.000. `best.pt` is now picked with PGD-10 "
+    "(`--val-attack-steps 10`, the default). On masked models even PGD-20 agrees with the mirage, so a "
+    "validation number is no substitute for the sanity checks.",
+    "",
+    "### Not run yet",
+    "",
+    "`scripts/frontier.py` lists more controlled runs than this session's CPU time allowed: PGD-AT at "
+    "0.25 and 2/255, at 96 and 128 px, BatchNorm in train mode while crafting, no random start, step ε/4, "
+    "TRADES β = 3, and label smoothing with weight decay 5e-4. `make frontier` resumes and adds them to "
+    "this table.",
+    "",
+    "### Targets (issue 20)",
+    "",
+    "| target | measured | met |",
+    "|---|---|---|",
+    "| moonshot: clean AUC ≥ 0.85 and PGD-20 accuracy ≥ 60% at 2/255 | best honest PGD-20 at 2/255: 0.020 "
+    "(pgd-1-silu, clean AUC 0.647) | **no (missed)** |",
+    "| `robust` beats `default` under attack at 1/255 and 2/255 in both directions, clean AUC ≥ 0.80 | "
+    "1/255: fakes 0.305 vs 0.000, reals 0.023 vs 0.000; 2/255: fakes 0.008 vs 0.000, reals 0.000 vs 0.000; "
+    "clean AUC 0.647 | **no (missed)** |",
+    "| frontier ≥ 8 points from controlled runs, the control included | 8 controlled runs (the control at "
+    "64 and 128 px) and 1 candidate | yes |",
+    "| N-FGSM epoch ≤ 2.0x a standard epoch; 2-step PGD-AT epoch ≤ 3.2x | 1.35x and 1.72x (the grid's "
+    "training loops at 64 px, bf16: 99.0, 73.1 and 57.7 img/s; `benchmarks/adv_training.py` measures it "
+    "in one run) | yes |",
 ]

@@ -89,12 +89,14 @@ def test_export_matches_pytorch_on_real_faces(fmt, checkpoint, trained_cnn, dev_
 
 
 @pytest.mark.slow
-def test_default_model_onnx_parity_on_real_faces(dev_dfdc, tmp_path):
-    """The bundled EfficientNet-Lite0 through ONNX Runtime (about 10 s of export on 2 cores)."""
+@pytest.mark.parametrize("name", ["default", "robust"])
+def test_bundled_model_onnx_parity_on_real_faces(dev_dfdc, tmp_path, name):
+    """The bundled EfficientNet-Lite0s through ONNX Runtime (about 10 s of export each on 2 cores); the
+    robust one has its activations swapped (SiLU), which the export must carry."""
     from deepshield.evaluation.evaluate import load_model
 
-    result = export_model(ExportConfig(checkpoint="default", format="onnx", out=str(tmp_path / "d.onnx")))
-    model, cfg = load_model("default", torch.device("cpu"))
+    result = export_model(ExportConfig(checkpoint=name, format="onnx", out=str(tmp_path / "d.onnx")))
+    model, cfg = load_model(name, torch.device("cpu"))
     faces = real_faces(dev_dfdc, cfg.image_size)
     got, expected = load_exported(result.path)(faces), torch_probs(model, faces)
     assert np.abs(got - expected).max() <= PARITY_TOL

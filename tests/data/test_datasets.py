@@ -306,14 +306,18 @@ def test_subset_videos_is_seeded_whole_videos_and_keeps_the_label_balance():
 
 
 def test_max_val_validates_on_a_seeded_label_balanced_subset_of_whole_videos(tmp_path):
-    path = write_tiny_catalog(tmp_path, splits=False)
+    path = write_tiny_catalog(tmp_path)
+    keep_train = {"ffpp/original/c23/001", "ffpp/Deepfakes/c23/001_009"}
+    rows = [r if r.split == "test" or r.video_key in keep_train else replace(r, split="val")
+            for r in read_catalog(path)]
+    write_catalog(path, rows)  # 6 validation videos: 2 real, 4 fake
     base = dict(dataset=f"catalog:{path}", image_size=16, frames_per_video=None, seed=0,
                 out=str(tmp_path / "r"))
     _, full = build_datasets(TrainConfig(**base))
-    _, small = build_datasets(TrainConfig(**base, max_val=2))
-    _, again = build_datasets(TrainConfig(**base, max_val=2))
+    _, small = build_datasets(TrainConfig(**base, max_val=3))
+    _, again = build_datasets(TrainConfig(**base, max_val=3))
     videos = set(small.row_videos)
-    assert len(set(full.row_videos)) > 2 and len(videos) == 2  # a real cut
+    assert len(set(full.row_videos)) == 6 and len(videos) == 3  # a real cut
     assert videos <= set(full.row_videos) and set(again.row_videos) == videos
     assert set(small.labels.tolist()) == {0, 1}
     # whole videos: every frame of a kept video is kept

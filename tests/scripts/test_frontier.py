@@ -47,6 +47,8 @@ def test_pareto_front_keeps_the_undominated_runs():
     rows = [_row("a", 0.9, 0.0, 0.0), _row("b", 0.8, 0.3, 0.2), _row("c", 0.7, 0.2, 0.1),
             _row("d", 0.6, 0.5, 0.4)]
     assert report.pareto(rows, "worst_1") == {"a", "b", "d"}
+    rows.append(_row("masked", 0.95, 0.9, 0.9, checks=False))  # suspect numbers beat no one
+    assert report.pareto(rows, "worst_1") == {"a", "b", "d"}
 
 
 def test_pick_needs_clean_auc_checks_and_both_directions():
@@ -102,3 +104,25 @@ def test_report_writes_the_table_the_plot_and_the_results_section(tmp_path):
     rows = json.loads((out / "frontier.json").read_text())
     assert [r["name"] for r in rows] == ["control", "pgd-1"]
     assert rows[1]["margin"] == pytest.approx(1.386, abs=1e-3)
+
+
+def test_a_rerun_keeps_finished_evaluations_and_redoes_stale_ones(tmp_path):
+    """Resume: an evaluation newer than its checkpoint is kept; a retrained checkpoint makes it stale."""
+    import os
+
+    ckpt, out = tmp_path / "best.pt", tmp_path / "eval_robust"
+    ckpt.write_bytes(b"x")
+    assert not frontier.fresh(out, ckpt)  # never evaluated (or killed before results.json was written)
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    os.utime(ckpt, (1, 1))
+    assert frontier.fresh(out, ckpt)
+    os.utime(ckpt, None)  # trained again after the evaluation
+    os.utime(out / "results.json", (1, 1))
+    assert not frontier.fresh(out, ckpt)
+
+
+def test_train_commands_resume_from_the_run_folder():
+    for run in frontier.RUNS:
+        cmd = frontier.train_cmd(run)
+        assert "--resume" in cmd and cmd[cmd.index("--out") + 1] == str(frontier.OUT / run.name)

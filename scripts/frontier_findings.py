@@ -15,19 +15,21 @@ FINDINGS: list[str] = [
     "which an 8-bit image file cannot even store, moves its decisions. The DFDC fakes it separates differ "
     "from the reals by faint high-frequency texture of about the attack's amplitude, so an attacker can "
     "add or remove that evidence.",
-    "- **PGD-AT collapses to a constant, at 1/255 and at 0.5/255 alike.** Its training loss ends at "
+    "- **PGD-AT collapses to a constant, at 0.5, 1 and 2/255 alike.** Its training loss ends at "
     "0.70 ≈ ln 2, the loss of answering 0.5 for every face. Its accuracy on its own adversarial faces stays "
     "at 0.38-0.44 (below chance). On the test faces, the middle half of its outputs lies within "
-    "0.499-0.501, and 21-24% of the faces get one identical output "
-    "(`runs/frontier/pgd-1*/eval_clean/results.json`). Clean AUC falls from 0.781 to 0.63-0.67 for PGD-AT "
-    "at 0.5 and 1/255 and for N-FGSM. Within this budget no feature that survives these ε was found, and "
+    "0.498-0.501, and 21-25% of the faces get one identical output "
+    "(`runs/frontier/pgd-1*/eval_clean/results.json`, `pgd-2`). Clean AUC falls from 0.781 to "
+    "0.62-0.67 for PGD-AT at 0.5, 1 and 2/255 and for N-FGSM. Within this budget no feature that survives "
+    "these ε was found, and "
     "the cheapest minimizer of the adversarial loss is to stop discriminating.",
-    "- **Its robust accuracy was gradient masking.** With ReLU6, the constant regions give 6-18% of the "
+    "- **Its robust accuracy was gradient masking.** With ReLU6, the constant regions give 6-23% of the "
     "test faces an all-zero input gradient. The sanity check *input gradients are non-zero* fails for "
-    "PGD-AT (both ε), its fp32 twin and N-FGSM, and their PGD-20 accuracy is flat in ε "
-    "(pgd-1: 0.188 / 0.184 / 0.160 at 0.5 / 1 / 2/255), the signature of masking, not of robustness. "
-    "Swapping ReLU6 for SiLU (`pgd-1-silu`, the one change) removes the dead gradients: every check passes, "
-    "and accuracy now falls with ε as it should (0.414 / 0.211 / 0.020). The older `dfdc-faces-pgd-at` "
+    "PGD-AT (every ε), its fp32 twin and N-FGSM, and their PGD-20 accuracy is flat in ε "
+    "(pgd-1: 0.188 / 0.184 / 0.160 at 0.5 / 1 / 2/255; pgd-2: 0.215 / 0.184 / 0.176), "
+    "the signature of masking, not of robustness. Swapping ReLU6 for SiLU (`pgd-1-silu`, the one "
+    "change) removes the dead gradients: every check passes, and accuracy now falls with ε as it should "
+    "(0.414 / 0.211 / 0.020). The older `dfdc-faces-pgd-at` "
     "recipe's 0.155 at 2/255 (reals 0.000) is of the same kind.",
     "- **What collapses, by direction.** Every adversarially trained model can frame reals: their "
     "worst-case accuracy on reals is 0.000-0.023 at 1/255, while 0.09-0.31 of fakes resist. Their clean "
@@ -56,7 +58,7 @@ FINDINGS: list[str] = [
     "### Not run yet",
     "",
     "`scripts/frontier.py` lists more controlled runs than this session's CPU time allowed: PGD-AT at "
-    "0.25 and 2/255, at 96 and 128 px, BatchNorm in train mode while crafting, no random start, step ε/4, "
+    "0.25/255, at 96 and 128 px, BatchNorm in train mode while crafting, no random start, step ε/4, "
     "TRADES β = 3, and label smoothing with weight decay 5e-4. `make frontier` resumes and adds them to "
     "this table.",
     "",
@@ -69,7 +71,7 @@ FINDINGS: list[str] = [
     "| `robust` beats `default` under attack at 1/255 and 2/255 in both directions, clean AUC ≥ 0.80 | "
     "1/255: fakes 0.305 vs 0.000, reals 0.023 vs 0.000; 2/255: fakes 0.008 vs 0.000, reals 0.000 vs 0.000; "
     "clean AUC 0.647 | **no (missed)** |",
-    "| frontier ≥ 8 points from controlled runs, the control included | 8 controlled runs (the control at "
+    "| frontier ≥ 8 points from controlled runs, the control included | 9 controlled runs (the control at "
     "64 and 128 px) and 1 candidate | yes |",
     "| N-FGSM epoch ≤ 2.0x a standard epoch; 2-step PGD-AT epoch ≤ 3.2x | 1.61x and 2.06x in one run "
     "(`python benchmarks/adv_training.py --models tf_efficientnet_lite0 --objectives none,n-fgsm,pgd "

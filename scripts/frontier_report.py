@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from deepshield.io import write_text_atomic
+from deepshield.training.trainer import history_of
 
 START = "<!-- frontier:start (scripts/frontier.py writes this section) -->"
 END = "<!-- frontier:end -->"
@@ -37,21 +38,13 @@ def _median_margin(res: dict | None) -> float | None:
     return margins[len(margins) // 2] if margins else None
 
 
-def _history(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return list({int(r["epoch"]): r for r in rows if "epoch" in r}.values())
-
-
 def collect(out: Path, runs) -> list[dict]:
     """One dict of figures per run that has its evaluations."""
     rows = []
     for run in runs:
         d = out / run.name
         clean, robust = _load(d / "eval_clean" / "results.json"), _load(d / "eval_robust" / "results.json")
-        cfg, hist = _load(d / "config.json") or {}, _history(d)
+        cfg, hist = _load(d / "config.json") or {}, history_of(d, [])
         if not clean or not robust or not hist:
             continue
         best = max(hist, key=lambda m: m.get(cfg.get("best_metric") or "", m.get("val_robust_score",

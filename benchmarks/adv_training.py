@@ -22,7 +22,7 @@ from deepshield.attacks import PGD
 from deepshield.config import TrainConfig
 from deepshield.data.synthetic import SyntheticDeepfakeDataset
 from deepshield.models import build_model
-from deepshield.training.checkpoint import load_checkpoint
+from deepshield.models.loading import load_checkpoint
 from deepshield.training.loops import predict
 from deepshield.training.objectives import OBJECTIVES
 from deepshield.training.trainer import train

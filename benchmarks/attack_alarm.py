@@ -39,7 +39,7 @@ from torch import nn
 
 from deepshield.attacks import FGSM, PGD
 from deepshield.data.datasets import read_crop
-from deepshield.evaluation.evaluate import load_model_and_config
+from deepshield.models.loading import load_model_and_config
 from deepshield.threats.alarm import DEFAULT_THRESHOLD, AttackAlarm, calibrate
 from deepshield.threats.defenses import DefendedModel
 

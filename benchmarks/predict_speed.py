@@ -34,8 +34,11 @@ import torch  # noqa: E402
 from machine import machine_line  # noqa: E402
 
 from deepshield.config import PredictConfig  # noqa: E402
-from deepshield.data.faces import build_selector, faces_in  # noqa: E402
-from deepshield.data.preprocess import DETECT_BATCH  # noqa: E402
+from deepshield.data.faces import (  # noqa: E402
+    DETECT_BATCH,  # noqa: E402
+    build_selector,
+    faces_in,
+)
 from deepshield.data.video import read_media  # noqa: E402
 from deepshield.predict import Predictor  # noqa: E402
 

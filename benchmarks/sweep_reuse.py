@@ -26,8 +26,8 @@ from machine import machine_line
 from deepshield.attacks.external import ARTAPGD
 from deepshield.config import SweepSpec, TrainConfig
 from deepshield.data.synthetic import SyntheticDeepfakeDataset
-from deepshield.evaluation.evaluate import load_model
 from deepshield.evaluation.robust import sweep
+from deepshield.models.loading import load_model
 from deepshield.training.trainer import train
 
 EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
@@ -56,7 +56,7 @@ def naive(model, data, batch: int = 256) -> tuple[float, dict]:
 def ours(model, data, spec: SweepSpec) -> tuple[float, dict]:
     start = time.perf_counter()
     result, _ = sweep(model, data, spec, torch.device("cpu"), batch_size=256)
-    return time.perf_counter() - start, {(r["attack"], r["eps"]): r["acc"] for r in result.robust}
+    return time.perf_counter() - start, {(r.attack, r.eps): r.metrics.acc for r in result.robust}
 
 
 def main() -> None:

@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 from deepshield.attacks.external import ARTAPGD  # noqa: E402
 from deepshield.config import SweepSpec  # noqa: E402
 from deepshield.data.datasets import build_eval_dataset  # noqa: E402
-from deepshield.evaluation.evaluate import load_model  # noqa: E402
 from deepshield.evaluation.robust import sweep  # noqa: E402
+from deepshield.models.loading import load_model  # noqa: E402
 from deepshield.training.loops import split_batch  # noqa: E402
 
 EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
@@ -64,7 +64,7 @@ def ours(model, x_all: torch.Tensor, y_all: torch.Tensor, batch: int,
     start = (time.perf_counter(), time.process_time())
     result, _ = sweep(model, TensorDataset(x_all, y_all), spec, CPU, batch_size=batch)
     seconds = (time.perf_counter() - start[0], time.process_time() - start[1])
-    correct = {(r["attack"], r["eps"]): (torch.tensor(result.samples.scores[r["key"]]) >= 0.5).long() == y_all
+    correct = {(r.attack, r.eps): (torch.tensor(result.samples.scores[r.key]) >= 0.5).long() == y_all
                for r in result.robust}
     return seconds, correct
 

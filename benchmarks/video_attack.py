@@ -19,7 +19,7 @@ from pathlib import Path
 from machine import machine_line
 
 from deepshield.config import VideoAttackConfig
-from deepshield.threats.video_attack import attack_video
+from deepshield.video_attack import attack_video
 
 FFPP = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dev" / "ffpp"
 FAKES = sorted((FFPP / "manipulated_sequences").glob("*/c23/videos/*.mp4"))

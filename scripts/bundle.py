@@ -18,8 +18,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from deepshield.models.loading import load_checkpoint  # noqa: E402
 from deepshield.models.zoo import BUNDLED  # noqa: E402
-from deepshield.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from deepshield.training.checkpoint import save_checkpoint  # noqa: E402
 
 
 def main() -> int:

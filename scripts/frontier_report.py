@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+from deepshield.contracts.rows import SweepRow
+from deepshield.evaluation.results import EvalResult
 from deepshield.io import write_text_atomic
 from deepshield.training.trainer import history_of
 
@@ -20,19 +22,29 @@ def _load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _row(res: dict | None, key: str) -> dict:
-    """The sweep row ``attack@eps`` (worst-case rows too) of an evaluation, or {}."""
-    for r in (res or {}).get("robust", []) + (res or {}).get("worst_case", []):
-        if r["key"] == key:
-            return r
-    return {}
+def _result(path: Path) -> EvalResult | None:
+    """An evaluation's results.json, or None when it has not run."""
+    d = _load(path)
+    return None if d is None else EvalResult.from_json(d, source=str(path), out=path.parent)
 
 
-def _median_margin(res: dict | None) -> float | None:
-    """Median log-odds of the true class on the evaluated faces (how far they sit from the boundary)."""
-    if not res or "samples" not in res:
+def _row(res: EvalResult | None, key: str) -> SweepRow | None:
+    """The sweep row ``attack@eps`` (worst-case rows too) of an evaluation, or None."""
+    if res is None:
         return None
-    labels, probs = res["samples"]["labels"], res["samples"]["scores"]["clean"]
+    return next((r for r in [*res.sweep.robust, *res.sweep.worst_case] if r.key == key), None)
+
+
+def _metric(row: SweepRow | None, name: str) -> float | None:
+    """A metric of a row (``acc``, ``fake_acc`` ...), None without the row."""
+    return row.metrics.get(name) if row is not None else None
+
+
+def _median_margin(res: EvalResult | None) -> float | None:
+    """Median log-odds of the true class on the evaluated faces (how far they sit from the boundary)."""
+    if res is None or "clean" not in res.sweep.samples.scores:
+        return None
+    labels, probs = res.sweep.samples.labels, res.sweep.samples.scores["clean"]
     margins = sorted(math.log(max(p, 1e-7) / max(1 - p, 1e-7)) * (1 if y else -1)
                      for y, p in zip(labels, probs, strict=True))
     return margins[len(margins) // 2] if margins else None
@@ -43,29 +55,30 @@ def collect(out: Path, runs) -> list[dict]:
     rows = []
     for run in runs:
         d = out / run.name
-        clean, robust = _load(d / "eval_clean" / "results.json"), _load(d / "eval_robust" / "results.json")
+        clean = _result(d / "eval_clean" / "results.json")
+        robust = _result(d / "eval_robust" / "results.json")
         cfg, hist = _load(d / "config.json") or {}, history_of(d, [])
         if not clean or not robust or not hist:
             continue
         best = max(hist, key=lambda m: m.get(cfg.get("best_metric") or "", m.get("val_robust_score",
                                                                                m.get("val_auc", 0))))
-        val = _load(d / "eval_val" / "results.json")
+        val = _result(d / "eval_val" / "results.json")
+        c = clean.sweep.clean
         row = {"name": run.name, "question": run.question, "controlled": run.controlled,
                "adv": cfg.get("adv"), "eps_255": cfg.get("eps", 0) * 255,
                "image_size": cfg.get("image_size"), "epochs": len(hist), "best_epoch": best["epoch"],
                "train_acc": hist[-1].get("train_acc"), "images_per_s": hist[-1].get("images_per_s"),
-               "clean_auc": clean["clean"]["auc"], "clean_acc": clean["clean"]["acc"],
-               "clean_fakes": clean["clean"]["fake_acc"], "clean_reals": clean["clean"]["real_acc"],
+               "clean_auc": c.auc, "clean_acc": c.acc, "clean_fakes": c.fake_acc, "clean_reals": c.real_acc,
                "margin": _median_margin(clean), "val_pgd10": best.get("val_pgd_acc"),
-               "val_pgd20": _row(val, f"pgd@{cfg.get('eps', 0) * 255:g}/255").get("acc") if val else None,
-               "checks_pass": all(c["passed"] for c in robust.get("checks", [])),
-               "failed_checks": [c["name"] for c in robust.get("checks", []) if not c["passed"]],
-               "n_robust": robust.get("n")}
+               "val_pgd20": _metric(_row(val, f"pgd@{cfg.get('eps', 0) * 255:g}/255"), "acc"),
+               "checks_pass": all(check.passed for check in robust.checks),
+               "failed_checks": [check.name for check in robust.checks if not check.passed],
+               "n_robust": robust.sweep.n}
         for e in ("0.5", "1", "2"):
             pgd, worst = _row(robust, f"pgd@{e}/255"), _row(robust, f"worst-case@{e}/255")
-            row |= {f"pgd_acc_{e}": pgd.get("acc"), f"pgd_auc_{e}": pgd.get("auc"),
-                    f"worst_{e}": worst.get("acc"), f"worst_fakes_{e}": worst.get("fake_acc"),
-                    f"worst_reals_{e}": worst.get("real_acc"), f"worst_auc_{e}": worst.get("auc")}
+            row |= {f"pgd_acc_{e}": _metric(pgd, "acc"), f"pgd_auc_{e}": _metric(pgd, "auc"),
+                    f"worst_{e}": _metric(worst, "acc"), f"worst_fakes_{e}": _metric(worst, "fake_acc"),
+                    f"worst_reals_{e}": _metric(worst, "real_acc"), f"worst_auc_{e}": _metric(worst, "auc")}
         rows.append(row)
     return rows
 

@@ -27,8 +27,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deepshield.io import write_text_atomic
+
+if TYPE_CHECKING:
+    from deepshield.evaluation.results import EvalResult
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = Path("runs/results")
@@ -190,6 +194,14 @@ def _load(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _result(path: Path) -> EvalResult | None:
+    """An evaluation's results.json as an ``EvalResult``, or None when it has not run."""
+    from deepshield.evaluation.results import EvalResult
+
+    d = _load(path)
+    return None if d is None else EvalResult.from_json(d, source=str(path), out=path.parent)
+
+
 # --- RESULTS.md -------------------------------------------------------------------------------------
 
 
@@ -240,9 +252,10 @@ def _ffpp_method_auc(rows: list[tuple[str, int, float | None]]) -> dict[str, flo
     return out
 
 
-def _row(res: dict, attack: str, eps255: float) -> dict | None:
-    rows = [r for r in res["robust"] if r["attack"] == attack and abs(r["eps_255"] - eps255) < 1e-6]
-    return rows[0] if rows else None
+def _acc(res: EvalResult, attack: str, eps255: float) -> float | None:
+    """Accuracy of ``res``'s sweep row (attack, ε in 1/255 steps); None without that row."""
+    rows = [r for r in res.sweep.robust if r.attack == attack and abs(r.eps_255 - eps255) < 1e-6]
+    return rows[0].metrics.acc if rows else None
 
 
 def write_results(timings: dict) -> Path:
@@ -258,8 +271,8 @@ def write_results(timings: dict) -> Path:
                 splits.setdefault(row["split"], [0, 0])[int(row["label"])] += 1
     errors = max(0, len((OUT / "faces" / "errors.csv").read_text().splitlines()) - 1) \
         if (OUT / "faces" / "errors.csv").is_file() else 0
-    clean = {n: _load(OUT / n / "eval_test_all" / "results.json") for n in RECIPES}
-    robust = {n: _load(OUT / n / "eval_test_robust" / "results.json") for n in RECIPES}
+    clean = {n: _result(OUT / n / "eval_test_all" / "results.json") for n in RECIPES}
+    robust = {n: _result(OUT / n / "eval_test_robust" / "results.json") for n in RECIPES}
     ffpp = {n: _ffpp_auc(_load(OUT / n / "ffpp_predict.json")) for n in RECIPES}
     train_metrics = {n: [json.loads(ln) for ln in (OUT / n / "metrics.jsonl").read_text().splitlines()]
                      if (OUT / n / "metrics.jsonl").is_file() else [] for n in RECIPES}
@@ -309,10 +322,10 @@ def write_results(timings: dict) -> Path:
     for n in RECIPES:
         r = clean[n]
         if r:
-            c = r["clean"]
-            fg = [_row(r, "fgsm", e) for e in (1, 2, 4)]
-            cells = [str(c["n"]), _f(c["acc"]), _f(c["auc"]), _f(c["ap"]), _f(c["eer"])]
-            cells += [_f(x["acc"]) if x else "—" for x in fg]
+            c = r.sweep.clean
+            fg = [_acc(r, "fgsm", e) for e in (1, 2, 4)]
+            cells = [str(c.n), _f(c.acc), _f(c.auc), _f(c.ap), _f(c.eer)]
+            cells += [_f(x) for x in fg]
             lines.append(f"| {n} | " + " | ".join(cells) + " |")
     lines += ["", "One face per DFDC video, so frame and video level coincide here.", "",
               f"## Under attack ({ROBUST_VIDEOS} test faces, label-balanced, seeded)", "",
@@ -334,7 +347,7 @@ def write_results(timings: dict) -> Path:
         lines.append(f"| {video} | {'fake' if label else 'real'} | " + " | ".join(cells) + " |")
     lines.append("| **video AUC** | | " + " | ".join(_f(ffpp[n][0]) for n in RECIPES) + " |")
     lines += sbi_section(clean, ffpp, train_metrics)
-    lines += sbi_robust_section({n: _load(OUT / n / "eval_ffpp_robust" / "results.json")
+    lines += sbi_robust_section({n: _result(OUT / n / "eval_ffpp_robust" / "results.json")
                                  for n in FFPP_ROBUST})
     lines += _frontier_block()
     lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
@@ -393,7 +406,7 @@ NOTES = [
 ]
 
 
-def sbi_section(clean: dict, ffpp: dict, train_metrics: dict) -> list[str]:
+def sbi_section(clean: dict[str, EvalResult | None], ffpp: dict, train_metrics: dict) -> list[str]:
     """RESULTS.md lines comparing the SBI models with the standard one, in-domain and on FF++."""
     names = ["dfdc-faces-standard", *(n for n in SBI_RECIPES if clean.get(n) or ffpp[n][1])]
     lines = ["", "## Training from real videos only (self-blended fakes)", "",
@@ -407,7 +420,7 @@ def sbi_section(clean: dict, ffpp: dict, train_metrics: dict) -> list[str]:
              + " | ".join(FFPP_METHODS) + " |",
              "|---|---|---|---|---|" + "---|" * len(FFPP_METHODS)]
     for n in names:
-        auc = clean[n]["clean"]["auc"] if clean.get(n) else None
+        auc = clean[n].sweep.clean.auc if clean.get(n) else None
         per = _ffpp_method_auc(ffpp[n][1])
         lines.append(f"| {n} | {_fakes_seen(n)} | {len(train_metrics.get(n, []))} | {_f(auc)} | "
                      f"{_f(ffpp[n][0])} | " + " | ".join(_f(per[m], 2) for m in FFPP_METHODS) + " |")
@@ -417,7 +430,7 @@ def sbi_section(clean: dict, ffpp: dict, train_metrics: dict) -> list[str]:
     return lines
 
 
-def sbi_robust_section(runs: dict[str, dict | None]) -> list[str]:
+def sbi_robust_section(runs: dict[str, EvalResult | None]) -> list[str]:
     """RESULTS.md lines: the reals-only models under attack on the FF++ dev faces (where they detect)."""
     from deepshield.evaluation.tables import checks_markdown, detail_markdown
 
@@ -457,17 +470,18 @@ def _recipe_objective(name: str) -> str:
     return f"{r['adv']} at ε = {r['eps'] * 255:.3g}/255{steps}" + pseudo
 
 
-def _targets(clean: dict, robust: dict, total_s: float, predict_s: float | None) -> list[str]:
+def _targets(clean: dict[str, EvalResult | None], robust: dict[str, EvalResult | None], total_s: float,
+             predict_s: float | None) -> list[str]:
     def mark(ok: bool | None) -> str:
         return "—" if ok is None else ("yes" if ok else "**no (missed)**")
 
     std, rob = clean.get("dfdc-faces-standard"), clean.get("dfdc-faces-pgd-at")
     std_r, rob_r = robust.get("dfdc-faces-standard"), robust.get("dfdc-faces-pgd-at")
-    std_auc = std["clean"]["auc"] if std else None
-    rob_auc = rob["clean"]["auc"] if rob else None
-    rob_pgd = (_row(rob_r, "pgd", 2) or {}).get("acc") if rob_r else None
-    std_pgd = (_row(std_r, "pgd", 2) or {}).get("acc") if std_r else None
-    checks = all(c["passed"] for c in (rob_r or {}).get("checks", [])) if rob_r else None
+    std_auc = std.sweep.clean.auc if std else None
+    rob_auc = rob.sweep.clean.auc if rob else None
+    rob_pgd = _acc(rob_r, "pgd", 2) if rob_r else None
+    std_pgd = _acc(std_r, "pgd", 2) if std_r else None
+    checks = all(c.passed for c in rob_r.checks) if rob_r else None
     t = TARGETS
     return [
         f"| standard model: frame AUC ≥ {t['standard_auc']} | {_f(std_auc)} | "

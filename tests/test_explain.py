@@ -135,6 +135,7 @@ def test_predict_explain_writes_overlays_and_an_index(dev_data, checkpoint, tmp_
 
 
 def test_report_gallery_draws_grad_cam_rows(tmp_path):
+    from deepshield.contracts.rows import Gallery, GalleryItem
     from deepshield.evaluation.plots import plot_gallery
     from deepshield.explain import gallery_heatmaps
 
@@ -145,8 +146,7 @@ def test_report_gallery_draws_grad_cam_rows(tmp_path):
     assert heat_clean.shape == heat_adv.shape == (2, 32, 32)
     flat = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 2))
     assert gallery_heatmaps(flat, clean, adv) == (None, None)  # no spatial map: the gallery draws without
-    meta = {"attack": "pgd", "eps": 4 / 255, "items": [{"index": i, "label": i, "p_clean": 0.3, "p_adv": 0.8}
-                                                       for i in range(2)]}
+    meta = Gallery("pgd", 4 / 255, "linf", tuple(GalleryItem(i, i, 0.3, 0.8) for i in range(2)))
     plain = np.asarray(Image.open(plot_gallery(clean, adv, meta, tmp_path / "plain.png")))
     cam = plot_gallery(clean, adv, meta, tmp_path / "cam.png", heat_clean=heat_clean, heat_adv=heat_adv)
     with_cam = np.asarray(Image.open(cam))

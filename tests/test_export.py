@@ -93,7 +93,7 @@ def test_export_matches_pytorch_on_real_faces(fmt, checkpoint, trained_cnn, dev_
 def test_bundled_model_onnx_parity_on_real_faces(dev_dfdc, tmp_path, name):
     """The bundled EfficientNet-Lite0s through ONNX Runtime (about 10 s of export each on 2 cores); the
     robust one has its activations swapped (SiLU), which the export must carry."""
-    from deepshield.evaluation.evaluate import load_model
+    from deepshield.models.loading import load_model
 
     result = export_model(ExportConfig(checkpoint=name, format="onnx", out=str(tmp_path / "d.onnx")))
     model, cfg = load_model(name, torch.device("cpu"))

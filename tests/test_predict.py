@@ -95,14 +95,14 @@ def test_face_settings_follow_flags_then_checkpoint_then_defaults():
     cfg = PredictConfig(inputs=("x",), checkpoint="c")
     s = face_settings(cfg, {}, image_size=96)
     assert (s.margin, s.size, s.detector, s.min_score) == (1.3, 96, "mtcnn", 0.9)
-    assert (s.faces, s.fps, s.frames, s.min_face_size) == ("largest", None, 32, 40)
+    assert (s.faces, s.fps, s.frames_per_video, s.min_face_size) == ("largest", None, 32, 40)
     pre = {"preprocess": {"margin": 1.5, "size": 224, "min_score": 0.95, "fps": 1.0, "detector": "mtcnn",
                           "min_face_size": 24}}
     s = face_settings(cfg, pre, image_size=96)
-    assert (s.margin, s.size, s.min_score, s.fps, s.frames) == (1.5, 224, 0.95, 1.0, None)
+    assert (s.margin, s.size, s.min_score, s.fps, s.frames_per_video) == (1.5, 224, 0.95, 1.0, None)
     assert s.min_face_size == 24
     s = face_settings(PredictConfig(inputs=("x",), checkpoint="c", margin=1.1, frames=4), pre, image_size=96)
-    assert (s.margin, s.fps, s.frames) == (1.1, None, 4)
+    assert (s.margin, s.fps, s.frames_per_video) == (1.1, None, 4)
     with pytest.raises(ValueError, match="crop margin 0.0"):
         face_settings(PredictConfig(inputs=("x",), checkpoint="c", margin=0.0), {}, image_size=96)
 
@@ -114,3 +114,27 @@ def test_predictor_reads_preprocess_settings_from_checkpoint(trained_cnn, tmp_pa
     assert (p.settings.margin, p.settings.size) == (1.6, 64)
     crop = p._crop(np.zeros((100, 120, 3), np.uint8), (30, 20, 70, 60))
     assert crop.shape == (32, 32, 3)  # cropped at 64 px, then resized to the model's 32 px
+
+
+HEAVY = ("matplotlib", "sklearn", "torchvision", "art", "onnx", "skimage", "deepshield.attacks",
+         "deepshield.training", "deepshield.evaluation.metrics", "deepshield.evaluation.evaluate",
+         "deepshield.data.preprocess")
+
+
+def _loaded_after(code: str) -> set[str]:
+    import subprocess
+    import sys
+
+    probe = f"import sys\n{code}\nprint(' '.join(sorted(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def test_predict_and_the_cli_start_without_the_heavy_stacks():
+    loaded = _loaded_after("import deepshield.predict")
+    assert not [m for m in HEAVY if m in loaded], "predict imports what it does not need"
+    help_only = _loaded_after("from deepshield.cli import parse_args\ntry:\n    parse_args(['--help'])\n"
+                              "except SystemExit:\n    pass")
+    assert "torch" not in help_only and "deepshield.cli" in help_only
+    predict_cli = _loaded_after("from deepshield.cli import parse_args\nparse_args(['predict', 'x.mp4'])")
+    assert "deepshield.data.pseudo_fakes" not in predict_cli  # train's flags are not built for predict

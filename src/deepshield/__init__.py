@@ -1,11 +1,7 @@
-"""deepshield: deepfake detectors that hold up under adversarial attack."""
+"""deepshield: deepfake detectors that hold up under adversarial attack.
+
+Import what you use from its package (``from deepshield.models import build_model``); this module holds
+only the version, so importing any part of deepshield does not load the rest.
+"""
 
 __version__ = "0.1.0"
-
-from deepshield.attacks import FGSM, PGD, build_attack  # noqa: E402
-from deepshield.config import EvalConfig, TrainConfig  # noqa: E402
-from deepshield.data.synthetic import SyntheticDeepfakeDataset  # noqa: E402
-from deepshield.models import SmallCNN, build_model, count_parameters  # noqa: E402
-
-__all__ = ["FGSM", "PGD", "EvalConfig", "SmallCNN", "SyntheticDeepfakeDataset", "TrainConfig", "__version__",
-           "build_attack", "build_model", "count_parameters"]

@@ -9,13 +9,14 @@ from pathlib import Path
 from deepshield.config import DemoConfig, SweepSpec, TrainConfig
 from deepshield.data.datasets import build_eval_dataset
 from deepshield.evaluation.checks import format_checks, sanity_checks
-from deepshield.evaluation.evaluate import load_model, save_gallery
+from deepshield.evaluation.evaluate import save_gallery
 from deepshield.evaluation.formatting import eps_label
 from deepshield.evaluation.report import write_json, write_report
 from deepshield.evaluation.results import EvalResult
 from deepshield.evaluation.robust import sweep
 from deepshield.evaluation.tables import summary_table
-from deepshield.training.loops import select_device
+from deepshield.models.loading import load_model
+from deepshield.runtime import select_device
 from deepshield.training.trainer import train
 
 DEMO_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
@@ -47,7 +48,7 @@ def run_demo(cfg: DemoConfig | None = None, image_size: int = 64) -> dict:
         if swept.gallery:
             g = swept.gallery
             save_gallery(swept, images, out / f"gallery_{name}.png",
-                         title=f"{name}: {g['attack']} at ε = {eps_label(g['eps'], spec.norm)}")
+                         title=f"{name}: {g.attack} at ε = {eps_label(g.eps, spec.norm)}")
         res = EvalResult(sweep=swept, checks=sanity_checks(model, test, spec, swept, device), run=name,
                          checkpoint=str(trained.best_path), dataset="synthetic", model="small_cnn",
                          device=str(device), seconds=swept.seconds, out=out)
@@ -58,7 +59,7 @@ def run_demo(cfg: DemoConfig | None = None, image_size: int = 64) -> dict:
                "settings": {"n_train": n_train, "n_test": n_test, "epochs": epochs, "image_size": image_size}}
     write_json(metrics, out / "metrics.json")
     report = write_report(results, out, title="deepshield demo: standard vs PGD adversarial training")
-    print(summary_table(metrics["runs"]))
+    print(summary_table(results))
     failed = sum(len(r.failed_checks) for r in results.values())
     print(f"\nsanity checks: {'all passed' if not failed else f'{failed} FAILED'}; report: {report}; "
           f"{metrics['seconds']:.0f} s")

@@ -247,7 +247,7 @@ def default_out(checkpoint: str, fmt: ExportFormat) -> Path:
 
 def export_model(cfg: ExportConfig) -> ExportResult:
     """Export ``cfg.checkpoint`` to ``cfg.out`` (default: beside it) and check the file reproduces it."""
-    from deepshield.evaluation.evaluate import load_model_and_config
+    from deepshield.models.loading import load_model_and_config
 
     fmt = EXPORT_FORMATS.lookup(cfg.format)
     out = Path(cfg.out) if cfg.out else default_out(cfg.checkpoint, fmt)

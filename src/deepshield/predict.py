@@ -19,7 +19,7 @@ face crops (``deepshield.explain``; needs the torch model).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -27,69 +27,33 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deepshield.config import DEFAULT_FRAMES_PER_VIDEO, PredictConfig, PreprocessConfig, TrainConfig
-from deepshield.data.faces import CropGeometry, build_detector, build_selector, faces_in
-from deepshield.data.preprocess import DETECT_BATCH
-from deepshield.data.transforms import single_thread
+from deepshield.config import PredictConfig, TrainConfig
+from deepshield.contracts.alarm import AlarmReport
+from deepshield.contracts.crops import DEFAULT_FRAMES_PER_VIDEO, CropSettings
+from deepshield.data.faces import DETECT_BATCH, CropGeometry, build_detector, build_selector, faces_in
 from deepshield.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Frame, VideoError, read_media
-from deepshield.errors import ConfigError, DataError, MissingFileError, unknown_name
-from deepshield.evaluation.evaluate import load_model_and_config
-from deepshield.evaluation.metrics import AGGREGATIONS
+from deepshield.errors import ConfigError, DataError, MissingFileError
+from deepshield.evaluation.aggregate import AGGREGATIONS
 from deepshield.export import EXPORT_FORMATS
+from deepshield.models.loading import load_model_and_config
 from deepshield.registry import Registry
-from deepshield.training.loops import select_device
+from deepshield.runtime import select_device, single_thread
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_NO_FACE, EXIT_ABSTAIN = 0, 2, 3, 4
 LABEL_ABSTAIN = "ABSTAIN"  # --check-attack: the input looks adversarially perturbed; no verdict
 MEDIA_EXTENSIONS = VIDEO_EXTENSIONS | IMAGE_EXTENSIONS
-_PREPROCESS_DEFAULTS = {f.name: f.default for f in fields(PreprocessConfig)}
 
 
-@dataclass(frozen=True)
-class FaceSettings:
-    """How faces are found and cropped; mirrors the preprocessing that made the training crops."""
-
-    detector: str
-    margin: float
-    shift: float
-    size: int
-    min_score: float
-    faces: str
-    max_side: int
-    min_face_size: int
-    fps: float | None
-    frames: int | None
-
-    @property
-    def geometry(self) -> CropGeometry:
-        """The crop these settings cut (raises ValueError on a bad margin, shift or size)."""
-        return CropGeometry(self.size, self.margin, self.shift)
-
-
-def face_settings(cfg: PredictConfig, train_config: dict, image_size: int) -> FaceSettings:
-    """Command-line values, else the checkpoint's ``preprocess`` settings, else preprocessing defaults."""
-    pre = dict(train_config.get("preprocess") or {})
-
-    def pick(flag, key, default):
-        return flag if flag is not None else pre.get(key) if pre.get(key) is not None else default
-
-    fps = pre.get("fps") if cfg.frames is None else None
-    frames = None if fps is not None else pick(cfg.frames, "frames_per_video", DEFAULT_FRAMES_PER_VIDEO)
-    settings = FaceSettings(
-        detector=pick(cfg.detector, "detector", _PREPROCESS_DEFAULTS["detector"]),
-        margin=float(pick(cfg.margin, "margin", _PREPROCESS_DEFAULTS["margin"])),
-        shift=float(pick(cfg.shift, "shift", 0.0)),
-        size=int(pick(cfg.size, "size", image_size)),
-        min_score=float(pick(cfg.min_score, "min_score", _PREPROCESS_DEFAULTS["min_score"])),
-        faces=pre.get("faces") or _PREPROCESS_DEFAULTS["faces"],
-        max_side=int(pre.get("max_side") or _PREPROCESS_DEFAULTS["max_side"]),
-        # a search range, not crop geometry: runs recorded before it existed (MTCNN's 20) take the default
-        min_face_size=int(pre.get("min_face_size") or _PREPROCESS_DEFAULTS["min_face_size"]),
-        fps=fps, frames=frames,
-    )
-    if not 0 <= settings.min_score <= 1 or (frames or 1) < 1:
-        raise ConfigError(f"bad face settings {settings}: need --min-score in [0, 1], --frames >= 1")
-    settings.geometry  # noqa: B018 - validates --margin/--shift/--size
+def face_settings(cfg: PredictConfig, train_config: dict, image_size: int) -> CropSettings:
+    """Command-line values, else the checkpoint's ``preprocess`` settings, else the crop defaults (with
+    crop size = the model's ``image_size``); ConfigError on a bad margin, shift, size or min score."""
+    settings = CropSettings.from_json(train_config.get("preprocess"), size=image_size).override(
+        detector=cfg.detector, margin=cfg.margin, shift=cfg.shift, size=cfg.size, min_score=cfg.min_score)
+    if cfg.frames is not None:
+        settings = replace(settings, fps=None, frames_per_video=cfg.frames)
+    elif settings.fps is None:
+        settings = replace(settings, frames_per_video=settings.frames_per_video or DEFAULT_FRAMES_PER_VIDEO)
+    CropGeometry.of(settings)  # validates --margin/--shift/--size
     return settings
 
 
@@ -138,7 +102,7 @@ class MediaResult:
     no_face_frames: list[tuple[int, float]] = field(default_factory=list)
     crops: list[np.ndarray] | None = field(default=None, repr=False)
     heatmaps: list[np.ndarray] | None = field(default=None, repr=False)
-    alarm: dict | None = None
+    alarm: AlarmReport | None = None
 
     @property
     def status(self) -> str:
@@ -148,7 +112,7 @@ class MediaResult:
         d = {"path": self.path, "status": self.status, "p_fake": self.p_fake, "label": self.label,
              "frames_sampled": self.frames_sampled, "faces_found": len(self.faces), "error": self.error}
         if self.alarm is not None:
-            d["alarm"] = self.alarm
+            d["alarm"] = self.alarm.to_json()
         if frames:
             d["faces"] = [asdict(f) for f in self.faces]
             d["no_face_frames"] = [list(f) for f in self.no_face_frames]
@@ -176,8 +140,7 @@ class Predictor:
     """A loaded checkpoint, its face detector and settings; call :meth:`predict` per file."""
 
     def __init__(self, cfg: PredictConfig) -> None:
-        if cfg.aggregate not in AGGREGATIONS:
-            raise unknown_name("--aggregate", cfg.aggregate, AGGREGATIONS)
+        AGGREGATIONS.lookup(cfg.aggregate)  # an unknown name fails before any model loads
         self.cfg = cfg
         self.device = select_device(cfg.device)
         self.scorer = RUNTIMES.lookup(cfg.runtime)(cfg, self.device)
@@ -185,7 +148,7 @@ class Predictor:
         self.train_cfg = TrainConfig.from_dict(raw)
         self.settings = face_settings(cfg, raw, self.train_cfg.image_size)
         self.warnings = setting_warnings(cfg, raw)
-        self.geometry = self.settings.geometry
+        self.geometry = CropGeometry.of(self.settings)
         self.detector = build_detector(self.settings.detector, max_side=self.settings.max_side,
                                        min_face_size=self.settings.min_face_size)
         self.attack_alarm = _attack_alarm(cfg, self.warnings) if cfg.check_attack else None
@@ -216,7 +179,7 @@ class Predictor:
             result.label = "FAKE" if result.p_fake >= self.cfg.threshold else "REAL"
             if self.cfg.check_attack:
                 result.alarm = self.attack_alarm.check(self._score, crops, probs)
-                if result.alarm["flagged"]:
+                if result.alarm.flagged:
                     result.label = LABEL_ABSTAIN
         if keep_crops or explain:
             result.crops = crops
@@ -239,7 +202,7 @@ class Predictor:
     def _faces(self, path: Path, result: MediaResult) -> Iterator[tuple[Frame, int, object, np.ndarray]]:
         s = self.settings
         selector = build_selector(s.faces)
-        sampling = {"fps": s.fps} if s.fps is not None else {"num_frames": s.frames}
+        sampling = s.sampling
         batch: list[Frame] = []
         frames = read_media(path, **sampling)
         while True:
@@ -357,7 +320,7 @@ def exit_code(results: list[MediaResult]) -> int:
     return EXIT_ABSTAIN if any(r.label == LABEL_ABSTAIN for r in results) else EXIT_OK
 
 
-def problem_lines(results: list[MediaResult], settings: FaceSettings | None = None) -> list[str]:
+def problem_lines(results: list[MediaResult], settings: CropSettings | None = None) -> list[str]:
     """One-line messages (for stderr) for inputs without a score."""
     lines = []
     how = f" (detector {settings.detector}, min score {settings.min_score})" if settings else ""
@@ -385,12 +348,12 @@ def format_text(results: list[MediaResult], threshold: float = 0.5) -> str:
     return "\n".join(lines)
 
 
-def to_json(results: list[MediaResult], cfg: PredictConfig, settings: FaceSettings | None) -> dict:
+def to_json(results: list[MediaResult], cfg: PredictConfig, settings: CropSettings | None) -> dict:
     return {"checkpoint": cfg.checkpoint, "threshold": cfg.threshold, "aggregate": cfg.aggregate,
-            "face_settings": asdict(settings) if settings else None,
+            "face_settings": settings.to_json() if settings else None,
             "results": [r.to_dict(frames=True) for r in results]}
 
 
-__all__ = ["RUNTIMES", "FaceScore", "FaceSettings", "MediaResult", "Predictor", "Scorer", "collect_inputs",
+__all__ = ["RUNTIMES", "FaceScore", "CropSettings", "MediaResult", "Predictor", "Scorer", "collect_inputs",
            "exit_code", "exported_scorer", "face_settings", "format_text", "predict_files", "problem_lines",
            "setting_warnings", "to_json", "torch_scorer"]

@@ -23,9 +23,9 @@ T = TypeVar("T")
 class Registry(dict[str, T]):
     """Name -> entry for one ``kind`` of thing (used in messages: "unknown attack ...")."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, hint: str = "") -> None:
         super().__init__()
-        self.kind = kind
+        self.kind, self.hint = kind, hint  # hint: appended to the unknown-name error, e.g. an example
 
     def add(self, name: str, entry: T) -> T:
         """Register ``entry`` under ``name``; the same entry twice is a no-op, another one a bug."""
@@ -35,13 +35,14 @@ class Registry(dict[str, T]):
         return entry
 
     def register(self, name: str) -> Callable[[T], T]:
-        """Decorator form of :meth:`add`."""
+        """Decorator form of :meth:`add` (for classes and functions)."""
         return lambda entry: self.add(name, entry)
 
     def lookup(self, name: str) -> T:
         """The entry of ``name``, or a ConfigError naming the choices."""
         if name not in self:
-            raise unknown_name(self.kind, name, self)
+            error = unknown_name(self.kind, name, self)
+            raise type(error)(f"{error} ({self.hint})") if self.hint else error
         return self[name]
 
 

@@ -64,11 +64,11 @@ def test_a_toy_attack_runs_in_a_sweep_its_checks_and_the_cli(toy_attack, trained
     spec = SweepSpec(attacks=("pgd", toy_attack), eps=(8 / 255,), steps=3, sanity_n=16, gallery=0,
                      options=((toy_attack, "tries", 1),))
     result, _ = sweep(trained_cnn, data, spec, torch.device("cpu"))
-    by = {r["attack"]: r for r in result.robust}
+    by = {r.attack: r.metrics.acc for r in result.robust}
     assert set(by) == {"pgd", toy_attack} and len(result.worst_case) == 1
-    assert by[toy_attack]["acc"] >= by["pgd"]["acc"]  # random noise is weaker than PGD
-    checks = {c["id"]: c for c in sanity_checks(trained_cnn, data, spec, result, torch.device("cpu"))}
-    assert toy_attack in checks["blackbox_vs_whitebox"]["name"]  # its kind puts it in the black-box check
+    assert by[toy_attack] >= by["pgd"]  # random noise is weaker than PGD
+    checks = {c.id: c for c in sanity_checks(trained_cnn, data, spec, result, torch.device("cpu"))}
+    assert toy_attack in checks["blackbox_vs_whitebox"].name  # its kind puts it in the black-box check
     assert parse_args(["evaluate", "--checkpoint", "x.pt", "--attacks", f"pgd,{toy_attack}"]).attacks == \
         ("pgd", toy_attack)
 

@@ -279,7 +279,7 @@ def test_efficientnet_b0_trains_one_epoch_on_real_crops_and_evaluates(ffpp_catal
     from torch.utils.data import DataLoader
 
     from deepshield.models import build_model
-    from deepshield.training.checkpoint import load_checkpoint
+    from deepshield.models.loading import load_checkpoint
     from deepshield.training.loops import predict
 
     model = build_model("efficientnet_b0", num_classes=2, image_size=64)

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from deepshield.data.layouts import LayoutError, load_ffpp_splits, scan_layout
+from deepshield.errors import ConfigError
 
 
 def _touch(root: Path, *names: str) -> None:
@@ -111,7 +112,7 @@ def test_wrong_layout_names_folder_and_structure(tmp_path: Path):
         scan_layout("dfdc", tmp_path)
     with pytest.raises(LayoutError, match="no such folder"):
         scan_layout("folder", tmp_path / "nope")
-    with pytest.raises(LayoutError, match="unknown layout"):
+    with pytest.raises(ConfigError, match="unknown layout"):  # the registries' one error
         scan_layout("kinetics", tmp_path)
     with pytest.raises(LayoutError, match="ffpp only"):
         scan_layout("folder", tmp_path, compression="c23")

@@ -135,10 +135,11 @@ def test_single_dataset_results_are_unchanged_and_have_no_cross_section(setup, t
     res = json.loads((out / "results.json").read_text())
     assert "cross_dataset" not in res and res["domain"] == "in-domain"
     assert "Cross-dataset" not in (out / "report.md").read_text()
-    assert cross_tables({"one": res}) == []
+    assert cross_tables({"one": EvalResult.from_json(res)}) == []
     legacy = {k: v for k, v in res.items() if k != "domain"}  # a results.json from before this feature
     loaded = EvalResult.from_json(legacy)
     assert loaded.cross == [] and loaded.domain == "" and "cross_dataset" not in loaded.to_json()
+    assert loaded.to_json() == legacy  # the rest reads back as written
 
 
 def test_cross_sweep_attacks_the_other_dataset_and_round_trips(setup, tmp_path):
@@ -149,14 +150,14 @@ def test_cross_sweep_attacks_the_other_dataset_and_round_trips(setup, tmp_path):
     result = evaluate(cfg)
     [entry] = result.cross
     assert result.domain == "cross-domain" and entry.domain == "in-domain" and entry.swept
-    assert [r["attack"] for r in entry.sweep.robust] == ["fgsm"] and result.sweep.robust
+    assert [r.attack for r in entry.sweep.robust] == ["fgsm"] and result.sweep.robust
     again = EvalResult.from_json(json.loads(json.dumps(result.to_json())))
-    assert again.cross[0].sweep.robust[0]["acc"] == pytest.approx(entry.sweep.robust[0]["acc"])
-    [table, methods] = cross_tables({"r": result.to_json()})
+    assert again.cross[0].sweep.robust[0].metrics.acc == pytest.approx(entry.sweep.robust[0].metrics.acc)
+    [table, methods] = cross_tables({"r": result})
     rows = {row[1]: row for row in table.rows}
     assert rows[f"catalog:{home}:test"][-1] != "clean only" and rows[f"catalog:{other}"][-2] != "—"
     assert {row[2] for row in methods.rows} == {"Deepfakes", "FaceSwap"}
     assert "attacked too" in (tmp_path / "sw" / "report.md").read_text()
-    assert "catalog:" in console_summary("r", result.to_json())
+    assert "catalog:" in console_summary("r", result)
     write_report({"r": again}, tmp_path / "rep")  # renders from the parsed result as well
     assert "ΔAUC" in (tmp_path / "rep" / "report.html").read_text()

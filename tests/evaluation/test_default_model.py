@@ -6,8 +6,8 @@ import pytest
 
 from deepshield.cli import main
 from deepshield.data.preprocess import PreprocessConfig, run_preprocess
+from deepshield.models.loading import load_checkpoint
 from deepshield.models.zoo import BUNDLED, WEIGHTS_DIR, resolve_checkpoint
-from deepshield.training.checkpoint import load_checkpoint
 
 REAL_VIDEO = "ffpp/original_sequences/youtube/c23/videos/004.mp4"
 

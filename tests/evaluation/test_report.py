@@ -11,9 +11,10 @@ import torch
 
 from deepshield.cli import main
 from deepshield.config import SweepSpec, TrainConfig
+from deepshield.contracts.rows import CorruptionRow, Metrics, SweepRow
 from deepshield.evaluation.evaluate import save_gallery
-from deepshield.evaluation.report import find_results, load_runs, write_json, write_report
-from deepshield.evaluation.results import EvalResult
+from deepshield.evaluation.report import as_read, find_results, load_runs, write_json, write_report
+from deepshield.evaluation.results import EvalResult, Samples, SweepResult
 from deepshield.evaluation.robust import sweep
 from deepshield.training.checkpoint import save_checkpoint
 
@@ -94,18 +95,19 @@ def test_threat_tables_render_only_what_a_run_has():
     from deepshield.evaluation.html_report import render_html
     from deepshield.evaluation.tables import console_summary, detail_markdown
 
-    def m(acc: float) -> dict:
-        return {"n": 8, "acc": acc, "auc": 0.9, "ap": 0.9, "eer": 0.1, "fake_acc": 0.25, "real_acc": 0.75,
-                "tpr_at_1fpr": 0.5}
+    def m(acc: float) -> Metrics:
+        return Metrics(n=8, acc=acc, auc=0.9, ap=0.9, eer=0.1, fake_acc=0.25, real_acc=0.75, tpr_at_1fpr=0.5)
 
-    res = {"clean": m(0.875), "spec": {"norm": "linf"}, "checks": [],
-           "robust": [{"attack": "pgd", "eps": 4 / 255, **m(0.5)}]}
+    sweep = SweepResult(clean=m(0.875), robust=[SweepRow("pgd", 4 / 255, "linf", "pgd@4/255", m(0.5))],
+                        worst_case=[], spec=SweepSpec(), n=8, seconds=1.0,
+                        samples=Samples([], None, None, {}))
+    res = EvalResult(sweep=sweep)
     plain = detail_markdown("r", res)
     assert "| pgd | 0.250 / 0.750 / 0.500 |" in plain and "(clean: 0.250 / 0.750 / 0.500)" in plain
     assert not any(t in plain for t in ("After re-encoding", "Transfer", "Natural corruptions"))
-    res["transfer"] = [{"attack": "pgd", "eps": 4 / 255, "transfer_from": "surrogate", "success": 0.3,
-                        **m(0.625)}]
-    res["corruptions"] = [{"name": "jpeg30", **m(0.75)}]
+    sweep.transfer = [SweepRow("pgd", 4 / 255, "linf", "transfer:pgd@4/255", m(0.625),
+                               transfer_from="surrogate", success=0.3)]
+    sweep.corruptions = [CorruptionRow("jpeg30", m(0.75))]
     md = detail_markdown("r", res)
     assert "| surrogate | pgd | 4/255 | 0.625 | 0.900 | 0.250 | 0.750 | 0.500 | 0.300 |" in md
     assert "| none (clean) | 0.875 |" in md and "| jpeg30 | 0.750 |" in md and "After re-encoding" not in md
@@ -157,4 +159,19 @@ def test_report_with_methods_and_videos(trained_cnn, video_frames, tmp_path):
     assert "| x | Deepfakes |" in md and "| x | video (mean) |" in md and "| x | video (top50) |" in md
     html = (tmp_path / "report.html").read_text()
     assert "Per manipulation method" in html and "Frame vs video level" in html
-    assert not math.isnan(swept.clean["by_method"]["FaceSwap"]["auc"])
+    assert not math.isnan(swept.clean.by_method["FaceSwap"].auc)
+
+
+def test_a_report_renders_what_results_json_reads_back(evaluated, capsys):
+    """``write_report`` renders a fresh result as ``deepshield report`` reads its results.json: NaN metrics
+    (one class only) become None in both, so the two reports are the same."""
+    if not (evaluated / "eval" / "results.json").exists():
+        _evaluate(evaluated, capsys)
+    [res] = load_runs([evaluated]).values()
+    assert as_read(res) == res
+    nan = float("nan")
+    one_class = Metrics(n=4, acc=1.0, auc=nan, ap=nan, eer=nan, real_acc=nan, fake_acc=1.0, tpr_at_1fpr=nan,
+                        threshold_1fpr=nan)
+    res.sweep.clean = one_class
+    read = as_read(res).sweep.clean
+    assert read.auc is None and read.fake_acc == 1.0 and read.n == 4

@@ -11,6 +11,7 @@ from torch.utils.data import Subset, TensorDataset
 
 from deepshield.attacks.base import Attack
 from deepshield.config import EvalConfig, SweepSpec
+from deepshield.contracts.rows import Check
 from deepshield.evaluation.checks import (
     failed,
     first_look_note,
@@ -127,10 +128,9 @@ def test_thorough_restores_the_full_budget():
 def test_noise_tolerance_and_loud_failures():
     assert noise_tolerance(100) == pytest.approx(1.5 * 0.05)
     assert noise_tolerance(1) == 1.0
-    text = format_checks([{"name": "x", "passed": False, "detail": "d"},
-                          {"name": "y", "passed": True, "detail": ""}])
+    text = format_checks([Check("x", "x", False, "d"), Check("y", "y", True)])
     assert "FAIL  x: d" in text and "PASS  y" in text and "1 SANITY CHECK(S) FAILED" in text
-    assert "FAILED" not in format_checks([{"name": "y", "passed": True, "detail": ""}])
+    assert "FAILED" not in format_checks([Check("y", "y", True)])
 
 
 @pytest.mark.slow
@@ -140,7 +140,7 @@ def test_sanity_checks_pass_for_a_standard_model(trained_cnn, test_faces):
                      square_queries=25, sanity_n=64, gallery=0)
     res, _ = sweep(trained_cnn, data, spec, CPU)
     checks = sanity_checks(trained_cnn, data, spec, res, CPU)
-    ids = {c["id"] for c in checks}
+    ids = {c.id for c in checks}
     assert {"monotone:pgd", "monotone:square", "iterative_vs_single_step", "blackbox_vs_whitebox",
             "more_steps", "huge_eps", "nonzero_gradients"} <= ids
     assert "monotone:fgsm" not in ids  # one step of size eps may overshoot: no claim rests on it
@@ -154,8 +154,8 @@ def test_quantized_model_is_flagged(masked_cnn, test_faces):
     data = Subset(test_faces, range(64))
     spec = SweepSpec(attacks=("pgd",), eps=(4 / 255, 8 / 255), square_queries=20, sanity_n=64, gallery=0)
     res, _ = sweep(masked_cnn, data, spec, CPU)
-    assert res.clean["acc"] > 0.9 and res.robust[-1]["acc"] > 0.9  # the false robustness
-    flagged = {c["id"] for c in failed(sanity_checks(masked_cnn, data, spec, res, CPU))}
+    assert res.clean.acc > 0.9 and res.robust[-1].metrics.acc > 0.9  # the false robustness
+    flagged = {c.id for c in failed(sanity_checks(masked_cnn, data, spec, res, CPU))}
     assert {"nonzero_gradients", "huge_eps"} <= flagged
 
 
@@ -177,11 +177,11 @@ def test_black_box_beating_white_box_is_flagged():
     model = MaskedBrightness()
     spec = SweepSpec(attacks=("pgd", "square"), eps=(8 / 255,), square_queries=60, sanity_n=32, gallery=0)
     res, _ = sweep(model, data, spec, CPU)
-    by = {r["attack"]: r["acc"] for r in res.robust}
-    assert res.clean["acc"] == 1.0 and by["pgd"] == 1.0 and by["square"] < 0.3
-    checks = {c["id"]: c for c in sanity_checks(model, data, spec, res, CPU)}
-    assert not checks["blackbox_vs_whitebox"]["passed"]
-    assert not checks["nonzero_gradients"]["passed"]
+    by = {r.attack: r.metrics.acc for r in res.robust}
+    assert res.clean.acc == 1.0 and by["pgd"] == 1.0 and by["square"] < 0.3
+    checks = {c.id: c for c in sanity_checks(model, data, spec, res, CPU)}
+    assert not checks["blackbox_vs_whitebox"].passed
+    assert not checks["nonzero_gradients"].passed
 
 
 def test_reuse_across_eps_and_attacks_is_never_weaker(trained_cnn, test_faces):
@@ -192,14 +192,14 @@ def test_reuse_across_eps_and_attacks_is_never_weaker(trained_cnn, test_faces):
                      gallery=0)
     reused, _ = sweep(trained_cnn, test_faces, spec, CPU)
     independent, _ = sweep(trained_cnn, test_faces, replace(spec, reuse=False), CPU)
-    by_r = {(r["attack"], r["eps"]): r["acc"] for r in reused.robust}
-    by_i = {(r["attack"], r["eps"]): r["acc"] for r in independent.robust}
+    by_r = {(r.attack, r.eps): r.metrics.acc for r in reused.robust}
+    by_i = {(r.attack, r.eps): r.metrics.acc for r in independent.robust}
     tol = noise_tolerance(len(test_faces))
     for key, acc in by_r.items():
         assert acc <= by_i[key] + tol, key
     assert sum(by_r.values()) <= sum(by_i.values())  # no weaker on the whole sweep, not even by noise
     for w_r, w_i in zip(reused.worst_case, independent.worst_case, strict=True):
-        assert w_r["acc"] <= w_i["acc"] + 1 / len(test_faces), w_r["key"]
+        assert w_r.metrics.acc <= w_i.metrics.acc + 1 / len(test_faces), w_r.key
     # Beyond the subset, per face: fooled at a smaller ε or by a cheaper attack means fooled here too.
     labels = np.array(reused.samples.labels)
     robust = {(a, e): robust_mask(labels, np.array(reused.samples.scores[row_key(a, e, "linf")]))[32:]

@@ -36,7 +36,7 @@ def test_unknown_activation_names_the_choices():
 def test_a_swapped_checkpoint_reloads_with_its_activation(tmp_path):
     """train --act silu records the swap; evaluation rebuilds the same network from the checkpoint."""
     from deepshield.cli import main
-    from deepshield.evaluation.evaluate import load_model
+    from deepshield.models.loading import load_model
 
     assert main(["train", "--smoke", "--act", "silu", "--out", str(tmp_path), "--quiet"]) == 0
     model, cfg = load_model(tmp_path / "best.pt", torch.device("cpu"))

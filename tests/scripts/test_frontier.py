@@ -71,20 +71,25 @@ def test_splice_inserts_before_targets_then_replaces_in_place():
 
 
 def _fake_run(out: Path, name: str, adv: str, auc: float, pgd: float) -> None:
+    """A finished run as the frontier leaves it: config, history and its clean and robust results.json."""
+    from deepshield.config import SweepSpec
+    from deepshield.contracts.rows import Check, Metrics, SweepRow
+    from deepshield.evaluation.results import EvalResult, Samples, SweepResult
+
+    def m(acc: float, auc: float) -> Metrics:
+        return Metrics(n=4, acc=acc, auc=auc, fake_acc=acc, real_acc=acc)
+
+    rows = {attack: [SweepRow(attack, float(e) / 255, "linf", f"{attack}@{e}/255", m(pgd, auc - 0.3))
+                     for e in ("0.5", "1", "2")] for attack in ("pgd", "worst-case")}
+    samples = Samples([0, 1, 0, 1], None, None, {"clean": [0.2, 0.9, 0.4, 0.6]})
+    spec = SweepSpec(attacks=("fgsm", "pgd"), eps=(0.5 / 255, 1 / 255, 2 / 255))
+    clean = EvalResult(SweepResult(m(0.7, auc), [], [], spec, 4, 1.0, samples))
+    robust = EvalResult(SweepResult(m(0.7, auc), rows["pgd"], rows["worst-case"], spec, 4, 1.0, samples),
+                        checks=[Check("huge_eps", "huge eps", True)])
     d = out / name
-    rows = []
-    for e in ("0.5", "1", "2"):
-        for attack in ("pgd", "worst-case"):
-            rows.append({"key": f"{attack}@{e}/255", "acc": pgd, "auc": auc - 0.3, "fake_acc": pgd,
-                         "real_acc": pgd})
-    samples = {"labels": [0, 1, 0, 1], "scores": {"clean": [0.2, 0.9, 0.4, 0.6]}}
-    clean = {"clean": {"auc": auc, "acc": 0.7, "fake_acc": 0.7, "real_acc": 0.7}, "samples": samples}
-    robust = {"robust": [r for r in rows if r["key"].startswith("pgd")],
-              "worst_case": [r for r in rows if r["key"].startswith("worst")], "n": 4,
-              "checks": [{"name": "huge eps", "passed": True}]}
     for sub, res in (("eval_clean", clean), ("eval_robust", robust)):
         (d / sub).mkdir(parents=True)
-        (d / sub / "results.json").write_text(json.dumps(res))
+        (d / sub / "results.json").write_text(json.dumps(res.to_json()))
     (d / "config.json").write_text(json.dumps({"adv": adv, "eps": 1 / 255, "image_size": 64}))
     (d / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_acc": 0.4, "val_auc": auc}) + "\n")
 

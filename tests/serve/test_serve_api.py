@@ -257,10 +257,11 @@ def test_the_page_can_pick_another_model_loaded_on_first_use(tiny_checkpoint, tm
 
 def test_bundled_models_are_offered_with_their_cards():
     from deepshield.models.zoo import BUNDLED
+    from deepshield.serve.service import model_choices
 
-    cfg = ServeConfig()
-    assert cfg.choices()[0] == "default"
-    assert set(cfg.choices()) == {n for n, p in BUNDLED.items() if p.is_file()}
+    choices = model_choices(ServeConfig())
+    assert choices[0] == "default"
+    assert set(choices) == {n for n, p in BUNDLED.items() if p.is_file()}
     with TestClient(create_app(ServeConfig(models=())), raise_server_exceptions=False) as c:
         card = c.get("/api/model-card", params={"model": "default"})
         assert card.status_code == 200 and "Model card" in card.text

@@ -2,6 +2,7 @@
 
 import csv
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,8 +15,8 @@ from deepshield.cli import main
 from deepshield.config import TrainConfig
 from deepshield.data.video import read_media
 from deepshield.errors import ConfigError
-from deepshield.evaluation.evaluate import load_model_and_config
-from deepshield.threats.alarm import AttackAlarm, calibrate, format_alarm, log_odds, probe_crops
+from deepshield.models.loading import load_model_and_config
+from deepshield.threats.alarm import AttackAlarm, calibrate, log_odds, probe_crops
 from deepshield.training.checkpoint import save_checkpoint
 
 REAL_VIDEO = "ffpp/original_sequences/youtube/c23/videos/004.mp4"
@@ -77,11 +78,12 @@ def test_pgd_faces_are_flagged_clean_ones_rarely(dev_dfdc, one_torch_thread):
     assert (clean > alarm.threshold).mean() <= 0.25 and (attacked > alarm.threshold).all()
     assert np.median(attacked) > 3 * np.median(clean)
     report = alarm.check(score, adv, p_adv)
-    assert report["flagged"] and report["score"] > report["threshold"]
-    assert len(report["details"]["face_scores"]) == 16
-    assert set(report["details"]["mean_change_p"]) == set(probed)
-    assert "ABSTAIN" in format_alarm("a.png", report)
-    assert "no sign" in format_alarm("b.png", report | {"flagged": False})
+    assert report.flagged and report.score > report.threshold
+    assert len(report.face_scores) == 16
+    assert report.to_json()["details"]["face_scores"] == list(report.face_scores)
+    assert set(report.mean_change_p) == set(probed)
+    assert "ABSTAIN" in report.line("a.png")
+    assert "no sign" in replace(report, flagged=False).line("b.png")
     with pytest.raises(ConfigError, match="at least one face"):
         alarm.check(score, [])
 

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from skimage.data import astronaut
 
+from deepshield.data.degrade import to_uint8
 from deepshield.data.synthetic import SyntheticDeepfakeDataset
 from deepshield.errors import ConfigError
 from deepshield.threats.reencode import (
@@ -25,7 +26,6 @@ from deepshield.threats.reencode import (
     quant_tables,
     read_video,
     ssim,
-    to_uint8,
     write_video,
 )
 

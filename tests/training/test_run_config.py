@@ -11,9 +11,9 @@ from deepshield.config import PredictConfig, TrainConfig
 from deepshield.data.catalog import read_catalog
 from deepshield.data.faces import CropGeometry
 from deepshield.data.preprocess import PreprocessConfig, run_preprocess
+from deepshield.models.loading import load_checkpoint
 from deepshield.predict import Predictor
 from deepshield.training import trainer
-from deepshield.training.checkpoint import load_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from deepshield.config import TrainConfig
+from deepshield.models.loading import load_checkpoint
 from deepshield.training import trainer
-from deepshield.training.checkpoint import load_checkpoint
 
 TINY = dict(dataset="synthetic", backbone="small_cnn", image_size=32, n_train=256, n_val=64, batch_size=32,
             steps=2, val_attack_steps=2, progress=False)

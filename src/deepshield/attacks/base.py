@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from deepshield.errors import ConfigError
+from deepshield.runtime import kept_modes
 
 if TYPE_CHECKING:
     from deepshield.config import SweepSpec
@@ -145,15 +146,11 @@ class Attack:
                 start["init"] = project(init.detach().to(dtype=x.dtype), x, self.eps, self.norm)
         if self.eps == 0:
             return x
-        modes = [m.training for m in model.modules()]
-        try:
+        with kept_modes(model):
             if self.eval_mode:
                 model.eval()
             with torch.inference_mode(False), torch.enable_grad():
                 x_adv = self._perturb(model, x, y, **start)
-        finally:
-            for m, mode in zip(model.modules(), modes, strict=True):
-                m.training = mode
         with torch.inference_mode(False):
             return project(x_adv.detach(), x, self.eps, self.norm)
 

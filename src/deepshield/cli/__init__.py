@@ -20,7 +20,7 @@ from deepshield.cli.deploy import add_export
 from deepshield.cli.learn import add_demo, add_evaluate, add_report, add_train
 from deepshield.cli.media import add_attack, add_catalog, add_predict, add_preprocess
 from deepshield.cli.serve import add_serve
-from deepshield.cli.values import Parser, UsageError, parse_eps
+from deepshield.cli.values import SUMMARIES, Parser, UsageError, parse_eps
 from deepshield.config import (
     DemoConfig,
     EvalConfig,
@@ -50,17 +50,33 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], type]] =
 }
 
 
-def build_parser(train_defaults: dict | None = None) -> argparse.ArgumentParser:
-    """The CLI; ``train_defaults`` (a recipe's values) replace the train flags' defaults."""
+ALL = "all"
+
+
+def build_parser(train_defaults: dict | None = None, only: str | None = ALL) -> argparse.ArgumentParser:
+    """The CLI; ``train_defaults`` (a recipe's values) replace the train flags' defaults.
+
+    ``only``: the one subcommand whose flags are built (the others are listed by name and summary,
+    so ``deepshield --help`` and ``deepshield predict ...`` do not load what the other commands need);
+    ``"all"`` builds every one, None none."""
     parser = Parser(prog="deepshield",
                     description="Deepfake detectors that hold up under adversarial attack.")
     parser.add_argument("--version", action="version", version=f"deepshield {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for add, _ in COMMANDS.values():
-        add(sub)
-    if train_defaults:
+    for name, (add, _) in COMMANDS.items():
+        if only in (ALL, name):
+            add(sub)
+        else:
+            sub.add_parser(name, help=SUMMARIES[name])
+    if train_defaults and "train" in sub.choices:
         sub.choices["train"].set_defaults(**train_defaults)
     return parser
+
+
+def requested_command(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names (its first word that is not a flag), None if none is a command."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in COMMANDS else None
 
 
 def join_negative_values(argv: Sequence[str]) -> list[str]:
@@ -79,11 +95,12 @@ def join_negative_values(argv: Sequence[str]) -> list[str]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse ``argv``; for ``train --config RECIPE``, the recipe's values become the flags' defaults."""
     argv = join_negative_values(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
+    only = requested_command(argv)
+    args = build_parser(only=only).parse_args(argv)
     if args.command == "train" and args.config:
         from deepshield.config import load_recipe
 
-        args = build_parser(load_recipe(args.config)).parse_args(argv)
+        args = build_parser(load_recipe(args.config), only="train").parse_args(argv)
     return args
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from deepshield.cli.values import config_of
+from deepshield.cli.values import SUMMARIES, config_of
 from deepshield.config import ExportConfig
 
 
@@ -20,7 +20,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
     from deepshield.export import EXPORT_FORMATS
 
     suffixes = ", ".join(f"{f.name}: {f.suffix}" for f in EXPORT_FORMATS.values())
-    p = sub.add_parser("export", help="a checkpoint -> ONNX or TorchScript file (probabilities out)",
+    p = sub.add_parser("export", help=SUMMARIES["export"],
                        description="Write the model of a checkpoint as a self-contained file: input pixels "
                                    "float32 [N, 3, S, S] RGB in [0, 1] (normalization inside), output probs "
                                    "[N, 2] = p(real), p(fake); dynamic batch axis; image size, class names, "

@@ -6,6 +6,7 @@ import argparse
 import os
 
 from deepshield.cli.values import (
+    SUMMARIES,
     config_of,
     non_negative_int,
     parse_attack_option,
@@ -28,16 +29,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
-    from deepshield.data.pseudo_fakes import PSEUDO_FAKES
-    from deepshield.data.transforms import AUGMENTS
-
-    def parse_unit_fraction(text: str) -> float:
-        value = float(text)
-        if not 0 < value <= 1:
-            raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-        return value
-
-    p = sub.add_parser("train", help="train a detector (optionally adversarially)",
+    p = sub.add_parser("train", help=SUMMARIES["train"],
                        description="Train a deepfake detector. Safe adversarial-training defaults: "
                                    "eps 4/255, alpha eps/4, 7 PGD steps.")
     p.add_argument("--config", default=None,
@@ -54,6 +46,14 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                         "mobilenetv2; or 'timm' (needs internet)")
     p.add_argument("--image-size", type=positive_int, default=64, help="input size in pixels (default: 64)")
     _add_adversarial(p)
+    _add_schedule(p)
+    _add_train_data(p)
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
+    p.set_defaults(func=_train)
+
+
+def _add_schedule(p: argparse.ArgumentParser) -> None:
+    """Optimisation, run folder, devices and precision flags of ``deepshield train``."""
     p.add_argument("--epochs", type=positive_int, default=5, help="(default: 5)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="(default: 64)")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate (default: 1e-3)")
@@ -66,12 +66,6 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--smoke", action="store_true", help="a seconds-long run to check the set-up")
     p.add_argument("--workers", type=non_negative_int, default=0, help="DataLoader workers (default: 0)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
-    p.add_argument("--n-train", type=positive_int, default=4000,
-                   help="synthetic training images (default: 4000)")
-    p.add_argument("--n-val", type=positive_int, default=1000,
-                   help="synthetic validation images (default: 1000)")
-    p.add_argument("--frames-per-video", type=positive_int, default=8,
-                   help="catalog: frames sampled per video each epoch (default: 8)")
     p.add_argument("--freeze-epochs", type=non_negative_int, default=0,
                    help="train only the head for N epochs, then unfreeze progressively (default: 0)")
     p.add_argument("--unfreeze-every", type=non_negative_int, default=1,
@@ -88,6 +82,25 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the training forward (minutes to compile on a few CPU cores; "
                         "see benchmarks/train_throughput.py)")
+
+
+def _add_train_data(p: argparse.ArgumentParser) -> None:
+    """What ``deepshield train`` reads: dataset sizes, sampling, cache, augmentation, pseudo-fakes."""
+    from deepshield.data.pseudo_fakes import PSEUDO_FAKES
+    from deepshield.data.transforms import AUGMENTS
+
+    def parse_unit_fraction(text: str) -> float:
+        value = float(text)
+        if not 0 < value <= 1:
+            raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+        return value
+
+    p.add_argument("--n-train", type=positive_int, default=4000,
+                   help="synthetic training images (default: 4000)")
+    p.add_argument("--n-val", type=positive_int, default=1000,
+                   help="synthetic validation images (default: 1000)")
+    p.add_argument("--frames-per-video", type=positive_int, default=8,
+                   help="catalog: frames sampled per video each epoch (default: 8)")
     p.add_argument("--cache-dir", default=None, help="decoded-crop cache folder (default: OUT/cache)")
     p.add_argument("--no-cache", dest="cache", action="store_false", help="decode crops every epoch")
     p.add_argument("--balance", action="store_true", help="class-balanced frame sampling")
@@ -103,8 +116,6 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pseudo-fake-ratio", type=parse_unit_fraction, default=1.0,
                    help="fraction of the fake samples that are pseudo-fakes, in (0, 1]; 1 trains from the "
                         "catalog's reals only, e.g. 0.5 mixes with its fakes (default: 1)")
-    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
-    p.set_defaults(func=_train)
 
 
 def _add_adversarial(p: argparse.ArgumentParser) -> None:
@@ -152,7 +163,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from deepshield.evaluation.tables import console_summary
 
     result = evaluate(config_of(EvalConfig, args))
-    print(console_summary(result.run, result.to_json()))
+    print(console_summary(result.run, result))
     if result.checks:
         print(format_checks(result.checks))
     print(f"report: {result.out / 'report.html'} (and report.md, results.json)")
@@ -168,10 +179,7 @@ class _DatasetsAction(argparse.Action):
 
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
-    from deepshield.attacks import NORMS, attack_help
-    from deepshield.config import THOROUGH, SweepSpec
-
-    p = sub.add_parser("evaluate", help="clean and robust evaluation of a checkpoint, with a report",
+    p = sub.add_parser("evaluate", help=SUMMARIES["evaluate"],
                        description="Clean metrics (frame, video, per method) and accuracy/AUC under each "
                                    "attack and eps, with sanity checks against gradient masking; writes "
                                    "results.json, report.md and report.html.")
@@ -186,6 +194,17 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cross-sweep", action="store_true",
                    help="also attack the cross datasets (the sweep only; sanity checks, re-encoding, "
                         "transfer and corruption rows stay on the first dataset)")
+    _add_sweep(p)
+    _add_threats(p)
+    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
+    p.set_defaults(func=_evaluate)
+
+
+def _add_sweep(p: argparse.ArgumentParser) -> None:
+    """The attack sweep and sanity-check flags of ``deepshield evaluate``."""
+    from deepshield.attacks import NORMS, attack_help
+    from deepshield.config import THOROUGH, SweepSpec
+
     p.add_argument("--attacks", type=parse_attacks, default=("fgsm", "pgd"),
                    help=f"comma-separated: {attack_help()} (default: fgsm,pgd)")
     p.add_argument("--eps", type=parse_eps_list, default=(1 / 255, 2 / 255, 4 / 255, 8 / 255),
@@ -208,6 +227,17 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sanity-n", type=positive_int, default=SweepSpec.sanity_n,
                    help=f"images attacked independently for the sanity checks (default: "
                         f"{SweepSpec.sanity_n}; {THOROUGH['sanity_n']} with --thorough)")
+    p.add_argument("--no-sanity", dest="sanity", action="store_false",
+                   help="skip the sanity checks (not recommended)")
+    p.add_argument("--thorough", action="store_true",
+                   help=f"the full sanity-check budget: Square {THOROUGH['square_queries']} queries, "
+                        f"{THOROUGH['sanity_n']} independently attacked images (the defaults are a first "
+                        "look that finishes in minutes on a CPU)")
+    p.add_argument("--seed", type=int, default=0, help="attack random starts and the evaluated subset")
+
+
+def _add_threats(p: argparse.ArgumentParser) -> None:
+    """Output, re-encoding, transfer, corruption, defense and ensemble flags of ``deepshield evaluate``."""
     p.add_argument("--gallery", type=non_negative_int, default=6,
                    help="faces in the report gallery (default: 6)")
     p.add_argument("--batch-size", type=positive_int, default=128)
@@ -215,16 +245,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-videos", type=positive_int, default=None,
                    help="catalog: evaluate a seeded, label-balanced subset of at most N videos "
                         "(default: all)")
-    p.add_argument("--seed", type=int, default=0, help="attack random starts and the evaluated subset")
     p.add_argument("--out", default=None,
                    help="output folder (default: next to the checkpoint: eval/, or eval_<catalog folder>/)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--no-sanity", dest="sanity", action="store_false",
-                   help="skip the sanity checks (not recommended)")
-    p.add_argument("--thorough", action="store_true",
-                   help=f"the full sanity-check budget: Square {THOROUGH['square_queries']} queries, "
-                        f"{THOROUGH['sanity_n']} independently attacked images (the defaults are a first "
-                        "look that finishes in minutes on a CPU)")
     p.add_argument("--reencode", type=parse_list, default=("jpeg:75", "h264:23"),
                    help="also score clean and attacked faces after these real re-encodings: jpeg:QUALITY, "
                         "h264:CRF, or 'none' (default: jpeg:75,h264:23)")
@@ -243,8 +266,6 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
                         "randomized, else 1)")
     p.add_argument("--ensemble", type=parse_list, default=(),
                    help="more checkpoints whose probabilities are averaged with --checkpoint's")
-    p.add_argument("--quiet", dest="progress", action="store_false", help="no progress bars")
-    p.set_defaults(func=_evaluate)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -261,10 +282,10 @@ def _report(args: argparse.Namespace) -> int:
         parents = {Path(r).resolve().parent for r in cfg.runs}
         out = (parents.pop() if len(parents) == 1 else Path.cwd()) / "report"
     path = write_report(runs, out, title=cfg.title)
-    print(summary_table({run: res.to_json() for run, res in runs.items()}))
+    print(summary_table(runs))
     bad = [(run, c) for run, res in runs.items() for c in res.failed_checks]
     for run, c in bad:
-        print(f"FAIL  {run}: {c['name']}: {c['detail']}")
+        print(f"FAIL  {run}: {c.name}: {c.detail}")
     if bad:
         print(f"!! {len(bad)} SANITY CHECK(S) FAILED: robust accuracy of these runs is probably "
               "overestimated")
@@ -273,7 +294,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def add_report(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="compare evaluated runs in one report",
+    p = sub.add_parser("report", help=SUMMARIES["report"],
                        description="Read each run's eval results.json (RUN/results.json, "
                                    "RUN/eval/results.json or RUN/*/results.json) and write one report.md + "
                                    "report.html comparing them.")
@@ -292,7 +313,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="synthetic end-to-end: standard vs PGD training, robust report")
+    p = sub.add_parser("demo", help=SUMMARIES["demo"])
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--n-train", type=positive_int, default=2000)
     p.add_argument("--n-test", type=positive_int, default=500)

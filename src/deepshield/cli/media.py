@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from deepshield.cli.values import config_of, fraction_01, non_negative_int, parse_eps, positive_int
+from deepshield.cli.values import SUMMARIES, config_of, fraction_01, non_negative_int, parse_eps, positive_int
 from deepshield.config import MergeConfig, PredictConfig, PreprocessConfig, VideoAttackConfig
 
 
@@ -25,9 +25,7 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         print(format_text(results, cfg.threshold))
         if cfg.check_attack:
-            from deepshield.threats.alarm import format_alarm
-
-            print("\n".join(format_alarm(r.path, r.alarm) for r in results if r.alarm is not None))
+            print("\n".join(r.alarm.line(r.path) for r in results if r.alarm is not None))
     if cfg.explain is not None:
         from deepshield.explain import write_explanations
 
@@ -39,10 +37,10 @@ def _predict(args: argparse.Namespace) -> int:
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
     from deepshield.data.faces import DETECTORS
-    from deepshield.evaluation.metrics import AGGREGATIONS
+    from deepshield.evaluation.aggregate import AGGREGATIONS
     from deepshield.export import EXPORT_FORMATS
 
-    p = sub.add_parser("predict", help="fake probability of videos or images",
+    p = sub.add_parser("predict", help=SUMMARIES["predict"],
                        description="Detect and crop faces as preprocessing did for training, score them, and "
                                    "print each video's fake probability (per frame with --json). Exit code 3 "
                                    "when an input has no face, 2 when one cannot be read, 4 when "
@@ -99,7 +97,7 @@ def add_preprocess(sub: argparse._SubParsersAction) -> None:
     from deepshield.data.faces import DETECTORS, FACE_SELECTORS
     from deepshield.data.layouts import LAYOUTS
 
-    p = sub.add_parser("preprocess", help="videos -> face crops + catalog.csv (MTCNN; resumable, parallel)")
+    p = sub.add_parser("preprocess", help=SUMMARIES["preprocess"])
     p.add_argument("root", help="dataset folder")
     p.add_argument("--layout", required=True, choices=list(LAYOUTS),
                    help="faces: pre-cropped face images (real/ and fake/, or a --metadata CSV)")
@@ -149,7 +147,7 @@ def _catalog(args: argparse.Namespace) -> int:
 
 
 def add_catalog(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("catalog", help="catalog tools: merge shards")
+    p = sub.add_parser("catalog", help=SUMMARIES["catalog"])
     p.add_argument("action", choices=["merge"])
     p.add_argument("out", help="merged output folder")
     p.add_argument("parts", nargs="+", help="preprocess output folders of the shards")
@@ -162,7 +160,7 @@ def add_catalog(sub: argparse._SubParsersAction) -> None:
 def _attack(args: argparse.Namespace) -> int:
     import json
 
-    from deepshield.threats.video_attack import attack_video, format_result
+    from deepshield.video_attack import attack_video, format_result
 
     cfg: VideoAttackConfig = config_of(VideoAttackConfig, args)
     result = attack_video(cfg)
@@ -171,7 +169,7 @@ def _attack(args: argparse.Namespace) -> int:
 
 
 def add_attack(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("attack", help="an adversarial video file, judged after H.264 re-encoding",
+    p = sub.add_parser("attack", help=SUMMARIES["attack"],
                        description="Perturb the face region of the frames the detector samples (in "
                                    "frame pixels, through its crop and resize, against the video-level "
                                    "score, with expectation over re-encoding, rescales and shifts), write an "

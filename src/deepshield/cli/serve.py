@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from deepshield.cli.values import config_of, parse_list, positive_int
+from deepshield.cli.values import SUMMARIES, config_of, parse_list, positive_int
 from deepshield.config import ServeConfig
 
 
@@ -27,7 +27,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def add_serve(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("serve", help="a local web page and JSON API: upload a video or image, get a verdict",
+    p = sub.add_parser("serve", help=SUMMARIES["serve"],
                        description="Serve a page where a video or image can be dropped to get the verdict, "
                                    "the per-frame fake probability, the face crops with Grad-CAM heatmaps "
                                    "and the attack alarm; the page's JSON API is at /api (docs at /docs). "

@@ -9,6 +9,20 @@ from typing import Any
 from deepshield.config import config_from_mapping, parse_fraction
 from deepshield.errors import ConfigError
 
+# One line per subcommand: its --help summary, and what `deepshield --help` lists without building them.
+SUMMARIES: dict[str, str] = {
+    "export": "a checkpoint -> ONNX or TorchScript file (probabilities out)",
+    "train": "train a detector (optionally adversarially)",
+    "evaluate": "clean and robust evaluation of a checkpoint, with a report",
+    "report": "compare evaluated runs in one report",
+    "demo": "synthetic end-to-end: standard vs PGD training, robust report",
+    "predict": "fake probability of videos or images",
+    "preprocess": "videos -> face crops + catalog.csv (MTCNN; resumable, parallel)",
+    "catalog": "catalog tools: merge shards",
+    "attack": "an adversarial video file, judged after H.264 re-encoding",
+    "serve": "a local web page and JSON API: upload a video or image, get a verdict",
+}
+
 
 class UsageError(ConfigError):
     """A bad command-line value."""

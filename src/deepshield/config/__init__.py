@@ -20,7 +20,6 @@ from deepshield.config.learn import (
     parse_fraction,
 )
 from deepshield.config.media import (
-    DEFAULT_FRAMES_PER_VIDEO,
     DemoConfig,
     MergeConfig,
     PredictConfig,
@@ -29,7 +28,6 @@ from deepshield.config.media import (
 )
 
 __all__ = [
-    "DEFAULT_FRAMES_PER_VIDEO",
     "THOROUGH",
     "DemoConfig",
     "EvalConfig",

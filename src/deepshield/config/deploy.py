@@ -92,17 +92,6 @@ class ServeConfig:
             if not ok:
                 raise ConfigError(message)
 
-    def choices(self) -> tuple[str, ...]:
-        """The models a request may name: ``checkpoint`` first, then ``models`` (None: the bundled ones
-        whose files are installed)."""
-        if self.models is None:
-            from deepshield.models.zoo import BUNDLED
-
-            extra = tuple(name for name, path in BUNDLED.items() if path.is_file())
-        else:
-            extra = self.models
-        return tuple(dict.fromkeys((self.checkpoint, *extra)))
-
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1_000_000)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from deepshield.data.faces import CropGeometry
+from deepshield.contracts.crops import CropSettings
+
+_CROP = CropSettings()  # the one set of crop defaults (preprocess, datasets, predict, the checkpoint)
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,6 @@ class PredictConfig:
     explain: str | None = None          # folder for Grad-CAM overlays of the face crops + index.json
     check_attack: bool = False          # attack alarm (threats.alarm); flagged inputs are labelled ABSTAIN
     runtime: str = "torch"              # torch | onnx | torchscript: what scores the face crops (see export)
-
-
-DEFAULT_FRAMES_PER_VIDEO = 32
 
 
 @dataclass(frozen=True)
@@ -65,20 +63,20 @@ class PreprocessConfig:
     out: Path
     fps: float | None = None
     frames_per_video: int | None = None
-    size: int = 224
-    margin: float = 1.3
-    faces: str = "largest"
+    size: int = _CROP.size
+    margin: float = _CROP.margin
+    faces: str = _CROP.faces
     workers: int = 1
-    min_score: float = 0.9
+    min_score: float = _CROP.min_score
     format: str = "png"
     quality: int = 95
     compression: str | None = None
     splits: Path | None = None
     shard: str | None = None
-    max_side: int = 640
-    min_face_size: int = 40
-    detector: str = "mtcnn"
-    shift: float = 0.0
+    max_side: int = _CROP.max_side
+    min_face_size: int = _CROP.min_face_size
+    detector: str = _CROP.detector
+    shift: float = _CROP.shift
     metadata: Path | None = None
     split_ratios: str | None = None
     seed: int = 0
@@ -92,17 +90,14 @@ class PreprocessConfig:
                 object.__setattr__(self, name, Path(value).expanduser().resolve())
 
     @property
-    def sampling(self) -> dict[str, Any]:
-        """Keyword arguments for ``read_media``."""
-        if self.fps is not None:
-            return {"fps": self.fps, "num_frames": None}
-        return {"fps": None, "num_frames": self.frames_per_video or DEFAULT_FRAMES_PER_VIDEO}
+    def crop_settings(self) -> CropSettings:
+        """The detection and crop settings of this run (what preprocess.json hands to training)."""
+        return CropSettings.from_json(self.to_json())
 
     @property
-    def geometry(self) -> CropGeometry:
-        from deepshield.data.faces import CropGeometry
-
-        return CropGeometry(self.size, self.margin, self.shift)
+    def sampling(self) -> dict[str, Any]:
+        """Keyword arguments for ``read_media``."""
+        return self.crop_settings.sampling
 
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}

@@ -2,10 +2,9 @@
 sees it. Capture and resizing (downscale-upscale, sensor noise, blur) then re-encoding (H.264 intra coding
 at several CRFs); JPEG re-compression is :class:`~deepshield.data.transforms.Augment`'s ``jpeg_p``.
 
-Each op reuses the evaluation's implementation, so training and the report's corruption rows agree:
-real H.264 is :func:`deepshield.threats.reencode.h264_roundtrip` (libx264 via PyAV, a one-frame clip,
-~5 ms at 128 px on one core), downscaling, blur and noise are the functions of
-:mod:`deepshield.threats.corruptions`, at a level drawn per image.
+Each op is the function the evaluation's corruption rows use (:mod:`deepshield.data.degrade`), so training
+and the report agree: real H.264 is :func:`~deepshield.data.degrade.h264_roundtrip` (libx264 via PyAV, a
+one-frame clip, ~5 ms at 128 px on one core); downscaling, blur and noise at a level drawn per image.
 
 Ops take float [3, S, S] in [0, 1] and draw from torch's global RNG (the dataset seeds it per item, see
 :func:`deepshield.data.transforms.seeded`).
@@ -19,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from deepshield.data.degrade import blur, downscale, h264_roundtrip, noise
 
 
 def _u(lo: float, hi: float) -> float:
@@ -50,10 +51,6 @@ class PlatformOps:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        # Imported here: the codecs (PyAV, scikit-image) load only when a platform recipe runs.
-        from deepshield.threats.corruptions import blur, downscale, noise
-        from deepshield.threats.reencode import h264_roundtrip
-
         batch = x[None]
         if _chance(self.down_p):
             batch = downscale(batch, None, level=_u(*self.down_scale))

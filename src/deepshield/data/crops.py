@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from deepshield.contracts.crops import CropSettings
 from deepshield.errors import ConfigError
 
 
@@ -43,6 +44,11 @@ class CropGeometry:
         if not -1 <= self.shift <= 1:
             raise ConfigError(f"crop shift {self.shift}: must be in [-1, 1] (0.1 = centre 10% of the box "
                               "lower)")
+
+    @classmethod
+    def of(cls, settings: CropSettings) -> CropGeometry:
+        """The crop ``settings`` cut (ConfigError on a bad margin, shift or size)."""
+        return cls(settings.size, settings.margin, settings.shift)
 
     def crop(self, image: np.ndarray, box: Sequence[float]) -> np.ndarray:
         """``size`` x ``size`` RGB crop of ``image`` around ``box``; see the module docstring."""

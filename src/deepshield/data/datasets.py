@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from deepshield.config import TrainConfig
+from deepshield.contracts.crops import CropSettings
 from deepshield.data.cache import ImageCache
 from deepshield.data.catalog import SPLITS, CatalogRow, read_catalog
 from deepshield.data.synthetic import SyntheticDeepfakeDataset
@@ -38,6 +41,7 @@ from deepshield.data.transforms import (
     single_thread,
 )
 from deepshield.errors import ConfigError, DataError, MissingFileError
+from deepshield.registry import Registry
 
 DatasetPair = tuple[Dataset, Dataset]
 VAL_FRACTION = 0.2
@@ -241,7 +245,7 @@ def subset_videos(rows: Sequence[CatalogRow], n: int, seed: int = 0) -> list[Cat
     return [r for r in rows if r.video_key in keep]
 
 
-def catalog_preprocess_settings(spec: str) -> dict[str, Any] | None:
+def catalog_preprocess_settings(spec: str) -> CropSettings | None:
     """The crop settings of a ``catalog:PATH`` dataset, from ``preprocess.json`` beside its catalog.
 
     These travel with a trained model (``config["preprocess"]``) so ``deepshield predict`` crops faces
@@ -257,16 +261,12 @@ def catalog_preprocess_settings(spec: str) -> dict[str, Any] | None:
     if not settings.is_file():
         return None
     try:
-        data = json.loads(settings.read_text(encoding="utf-8"))
+        crop = CropSettings.from_json(json.loads(settings.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{settings}: not valid JSON ({err}); rerun deepshield preprocess") from None
-    keys = ("layout", "detector", "margin", "shift", "size", "min_score", "faces", "max_side",
-            "min_face_size", "fps", "frames_per_video")
-    out = {k: data.get(k) for k in keys}
-    out["shift"] = out["shift"] or 0.0
-    if data.get("layout") == "faces":  # one image per face: a video's frame count is not the catalog's
-        out["fps"] = out["frames_per_video"] = None
-    return out
+    if crop.layout == "faces":  # one image per face: a video's frame count is not the catalog's
+        crop = replace(crop, fps=None, frames_per_video=None)
+    return crop
 
 
 def parse_catalog_arg(arg: str | None) -> tuple[Path, str | None]:
@@ -279,14 +279,14 @@ def parse_catalog_arg(arg: str | None) -> tuple[Path, str | None]:
     return Path(arg), None
 
 
-def _catalog(arg: str | None, cfg: Any) -> DatasetPair:
+def _catalog(arg: str | None, cfg: TrainConfig) -> DatasetPair:
     path, split = parse_catalog_arg(arg)
     rows = read_catalog(path)
-    size, seed = getattr(cfg, "image_size", 224), getattr(cfg, "seed", 0)
-    fpv = getattr(cfg, "frames_per_video", None)
+    size, seed = cfg.image_size, cfg.seed
+    fpv = cfg.frames_per_video
     cache_dir = None
-    if getattr(cfg, "cache", True):
-        cache_dir = getattr(cfg, "cache_dir", None) or Path(getattr(cfg, "out", ".")) / "cache"
+    if cfg.cache:
+        cache_dir = cfg.cache_dir or Path(cfg.out) / "cache"
     has = {r.split for r in rows}
     if split is None and {"train", "val"} <= has:
         train_rows, val_rows = [r for r in rows if r.split == "train"], [r for r in rows if r.split == "val"]
@@ -301,8 +301,8 @@ def _catalog(arg: str | None, cfg: Any) -> DatasetPair:
         if not train_rows:
             raise DataError(f"{path}: {len(val_keys)} video(s) cannot be split into train and val; "
                              "add videos or give the catalog train/val splits")
-    pseudo = getattr(cfg, "pseudo_fakes", None)
-    ratio = getattr(cfg, "pseudo_fake_ratio", 1.0)
+    pseudo = cfg.pseudo_fakes
+    ratio = cfg.pseudo_fake_ratio
     if not any(r.label == 1 for r in train_rows) and not pseudo:
         raise ConfigError(f"{path}: no fakes (label 1) to train on; to train from real videos only, add "
                           "--pseudo-fakes sbi (self-blended fakes made from the real crops)")
@@ -310,51 +310,48 @@ def _catalog(arg: str | None, cfg: Any) -> DatasetPair:
     if reals_only:  # the catalog's fakes are ignored: never loaded, never in validation
         train_rows = [r for r in train_rows if r.label == 0]
         val_rows = [r for r in val_rows if r.label == 0]
-    if getattr(cfg, "max_train", None):
+    if cfg.max_train:
         train_rows = subset_videos(train_rows, cfg.max_train, seed)
-    if getattr(cfg, "max_val", None):
+    if cfg.max_val:
         val_rows = subset_videos(val_rows, cfg.max_val, seed)
     common = dict(image_size=size, frames_per_video=fpv, seed=seed, cache_dir=cache_dir)
-    balance = getattr(cfg, "balance", False) and not pseudo
+    balance = cfg.balance and not pseudo
     train = FaceCatalogDataset(path, rows=train_rows, sampling="random", balance=balance,
-                               transform=build_augment(getattr(cfg, "augment", "faces"), size), **common)
+                               transform=build_augment(cfg.augment, size), **common)
     val = FaceCatalogDataset(path, rows=val_rows, sampling="uniform", **{**common, "seed": seed + 1})
     if pseudo:
         from deepshield.data.pseudo_fakes import with_pseudo_fakes
 
-        sidecar = Path(cache_dir or getattr(cfg, "out", ".")) / "landmarks.npz"
+        sidecar = Path(cache_dir or cfg.out) / "landmarks.npz"
         train, val = with_pseudo_fakes(train, val, method=pseudo, ratio=ratio, sidecar=sidecar, seed=seed,
-                                       blend_val=reals_only, show_progress=getattr(cfg, "progress", True))
+                                       blend_val=reals_only, show_progress=cfg.progress)
     return train, val
 
 
-def _synthetic(arg: str | None, cfg: Any) -> DatasetPair:
-    size = getattr(cfg, "image_size", 64)
-    seed = getattr(cfg, "seed", 0)
+def _synthetic(arg: str | None, cfg: TrainConfig) -> DatasetPair:
+    size, seed = cfg.image_size, cfg.seed
     return (SyntheticDeepfakeDataset(cfg.n_train, image_size=size, seed=seed),
             SyntheticDeepfakeDataset(cfg.n_val, image_size=size, seed=seed + 10_000))
 
 
-DATASETS: dict[str, Callable[[str | None, Any], DatasetPair]] = {"synthetic": _synthetic, "catalog": _catalog}
+
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
     """``"catalog:faces/catalog.csv:test"`` -> ("catalog", "faces/catalog.csv:test")."""
     scheme, _, arg = spec.partition(":")
-    if scheme not in DATASETS:
-        raise ConfigError(f"unknown dataset {spec!r}; use one of {sorted(DATASETS)} "
-                         "(e.g. --dataset synthetic or --dataset catalog:faces/catalog.csv)")
+    DATASETS.lookup(scheme)
     return scheme, arg or None
 
 
-def build_datasets(cfg: Any) -> DatasetPair:
+def build_datasets(cfg: TrainConfig) -> DatasetPair:
     """(train, validation) datasets for a training config."""
     scheme, arg = parse_spec(cfg.dataset)
-    return DATASETS[scheme](arg, cfg)
+    return DATASETS[scheme].train(arg, cfg)
 
 
 def _catalog_eval(arg: str | None, image_size: int, frames_per_video: int | None = None,
-                  seed: int = 0, max_videos: int | None = None) -> Dataset:
+                  seed: int = 0, max_videos: int | None = None, **_: Any) -> Dataset:
     path, split = parse_catalog_arg(arg)
     rows = read_catalog(path)
     picked = [r for r in rows if split is None or r.split == split]
@@ -373,10 +370,23 @@ def build_eval_dataset(spec: str, image_size: int, n: int = 1000, seed: int = 0,
     split (no augmentation; all frames, or ``frames_per_video`` evenly spaced ones; at most
     ``max_videos`` videos, a seeded subset balanced across labels)."""
     scheme, arg = parse_spec(spec)
-    if scheme == "synthetic":
-        return SyntheticDeepfakeDataset(n, image_size=image_size, seed=seed + 20_000)
-    return EVAL_DATASETS[scheme](arg, image_size, frames_per_video=frames_per_video, seed=seed,
+    return DATASETS[scheme].test(arg, image_size, n=n, frames_per_video=frames_per_video, seed=seed,
                                  max_videos=max_videos)
 
 
-EVAL_DATASETS: dict[str, Callable[..., Dataset]] = {"catalog": _catalog_eval}
+def _synthetic_eval(arg: str | None, image_size: int, *, n: int, seed: int, **_: Any) -> Dataset:
+    return SyntheticDeepfakeDataset(n, image_size=image_size, seed=seed + 20_000)  # a seed unseen in training
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    """One ``--dataset SCHEME[:ARG]`` family: its (train, val) pair for training and its test set."""
+
+    train: Callable[[str | None, TrainConfig], DatasetPair]
+    test: Callable[..., Dataset]
+
+
+DATASETS: Registry[DatasetKind] = Registry(
+    "dataset", hint="e.g. --dataset synthetic or --dataset catalog:faces/catalog.csv")
+DATASETS.add("synthetic", DatasetKind(_synthetic, _synthetic_eval))
+DATASETS.add("catalog", DatasetKind(_catalog, _catalog_eval))

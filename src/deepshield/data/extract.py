@@ -18,14 +18,21 @@ from PIL import Image
 
 from deepshield.config import PreprocessConfig
 from deepshield.data.catalog import CatalogRow
-from deepshield.data.faces import FaceDetector, build_detector, build_selector, faces_in, fit_ratio
+from deepshield.data.faces import (
+    DETECT_BATCH,
+    CropGeometry,
+    FaceDetector,
+    build_detector,
+    build_selector,
+    faces_in,
+    fit_ratio,
+)
 from deepshield.data.layouts import VideoRecord
 from deepshield.data.parts import clear_crops, commit_rows, crop_name, record_failure
 from deepshield.data.video import Frame, VideoError, read_media
 from deepshield.io import atomic_write
 
 FORMATS = {"png": "PNG", "jpg": "JPEG"}
-DETECT_BATCH = 8  # frames decoded and detected together; bounds memory at 1080p
 TIGHT = 0.9  # a crop whose image held less than this fraction of the wanted square's side is "tighter"
 _VIDEO_FIELDS = "label dataset video_id method compression split source_video".split()
 
@@ -95,10 +102,11 @@ def _crop_batch(
     rows, tight = [], 0
     video = {k: getattr(record, k) for k in _VIDEO_FIELDS}
     kept_faces = faces_in([f.image for f in batch], detector, selector, cfg.min_score)
+    geometry = CropGeometry(cfg.size, cfg.margin, cfg.shift)
     for frame, kept in zip(batch, kept_faces, strict=True):
         for face_index, face in kept:
             name = crop_name(frame.index, face_index, cfg.format)
-            _save_image(video_dir / name, cfg.geometry.crop(frame.image, face.box), cfg)
+            _save_image(video_dir / name, geometry.crop(frame.image, face.box), cfg)
             height, width = frame.image.shape[:2]
             tight += fit_ratio(face.box, width, height, cfg.margin, cfg.shift) < TIGHT
             where = {"frame_index": frame.index, "timestamp_s": frame.timestamp_s, "face_index": face_index}

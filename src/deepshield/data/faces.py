@@ -19,7 +19,8 @@ import numpy as np
 from PIL import Image
 
 from deepshield.data.crops import CropGeometry, crop_face, fit_ratio, fit_square, square_box
-from deepshield.errors import ConfigError, unknown_name
+from deepshield.errors import ConfigError
+from deepshield.registry import Registry
 
 if TYPE_CHECKING:
     import torch
@@ -37,6 +38,9 @@ class Face:
         return max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1])
 
 
+DETECT_BATCH = 8  # frames decoded and detected together (preprocess, predict); bounds memory at 1080p
+
+
 @runtime_checkable
 class FaceDetector(Protocol):
     """Anything that finds faces in a batch of HxWx3 uint8 RGB frames (one list of faces per frame)."""
@@ -44,24 +48,17 @@ class FaceDetector(Protocol):
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]: ...
 
 
-DETECTORS: dict[str, Callable[..., FaceDetector]] = {}
+DETECTORS: Registry[Callable[..., FaceDetector]] = Registry("face detector")
 
 
 def register_detector(name: str) -> Callable[[Callable[..., FaceDetector]], Callable[..., FaceDetector]]:
-    """Class decorator adding a detector backend to ``DETECTORS`` under ``name``."""
-
-    def add(factory: Callable[..., FaceDetector]) -> Callable[..., FaceDetector]:
-        DETECTORS[name] = factory
-        return factory
-
-    return add
+    """Class decorator adding a detector backend to ``DETECTORS`` under ``name`` (taken name: an error)."""
+    return DETECTORS.register(name)
 
 
 def build_detector(name: str, **kwargs: object) -> FaceDetector:
     """A detector from the registry, e.g. ``build_detector("mtcnn", max_side=640)``."""
-    if name not in DETECTORS:
-        raise unknown_name("face detector", name, DETECTORS)
-    return DETECTORS[name](**kwargs)
+    return DETECTORS.lookup(name)(**kwargs)
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -121,10 +118,9 @@ class IoUTracker:
         return sorted(((t, faces[i]) for i, t in assigned.items()), key=lambda item: item[0])
 
 
-FACE_SELECTORS: dict[str, Callable[[], LargestFace | IoUTracker]] = {
-    "largest": LargestFace,
-    "all": IoUTracker,
-}
+FACE_SELECTORS: Registry[Callable[[], LargestFace | IoUTracker]] = Registry("--faces mode")
+FACE_SELECTORS.add("largest", LargestFace)
+FACE_SELECTORS.add("all", IoUTracker)
 
 
 def faces_in(
@@ -139,9 +135,7 @@ def faces_in(
 
 def build_selector(mode: str) -> LargestFace | IoUTracker:
     """A fresh per-video face selector: ``largest`` (one face per frame) or ``all`` (tracked faces)."""
-    if mode not in FACE_SELECTORS:
-        raise unknown_name("--faces mode", mode, FACE_SELECTORS)
-    return FACE_SELECTORS[mode]()
+    return FACE_SELECTORS.lookup(mode)()
 
 
 # --- MTCNN -----------------------------------------------------------------------------------------
@@ -343,6 +337,7 @@ def _square(boxes: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = [
+    "DETECT_BATCH",
     "DETECTORS",
     "FACE_SELECTORS",
     "CropGeometry",

@@ -40,6 +40,7 @@ from pathlib import Path
 from deepshield.data.catalog import group_key, video_key
 from deepshield.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from deepshield.errors import DataError
+from deepshield.registry import Registry
 
 FFPP_METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter", "DeepFakeDetection")
 FFPP_COMPRESSIONS = ("raw", "c23", "c40")
@@ -110,8 +111,7 @@ def scan_layout(
     metadata: str | Path | None = None,
 ) -> LayoutScan:
     """Records of every video under ``root`` in ``layout``, sorted by video_id; see the module docstring."""
-    if layout not in LAYOUTS:
-        raise LayoutError(f"unknown layout {layout!r}; choose from {sorted(LAYOUTS)}")
+    scan_fn = LAYOUTS.lookup(layout)
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise LayoutError(f"{root}: no such folder")
@@ -120,7 +120,7 @@ def scan_layout(
     if layout != "faces" and metadata is not None:
         raise LayoutError(f"--metadata applies to --layout faces only, not {layout}")
     options = {"metadata": metadata} if layout == "faces" else {}
-    scan = LAYOUTS[layout](root, compression=compression, splits=splits, **options)
+    scan = scan_fn(root, compression=compression, splits=splits, **options)
     scan.records.sort(key=lambda r: r.key)
     scan.problems.sort(key=lambda p: (p.key, str(p.path)))
     return scan
@@ -378,13 +378,10 @@ def _subdirs(path: Path) -> list[Path]:
     return sorted(p for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
 
 
-LAYOUTS: dict[str, Callable[..., LayoutScan]] = {
-    "ffpp": scan_ffpp,
-    "celebdf": scan_celebdf,
-    "dfdc": scan_dfdc,
-    "folder": scan_folder,
-    "faces": scan_faces,
-}
+LAYOUTS: Registry[Callable[..., LayoutScan]] = Registry("layout")
+for _name, _scan in (("ffpp", scan_ffpp), ("celebdf", scan_celebdf), ("dfdc", scan_dfdc),
+                     ("folder", scan_folder), ("faces", scan_faces)):
+    LAYOUTS.add(_name, _scan)
 
 __all__ = [
     "LAYOUTS",

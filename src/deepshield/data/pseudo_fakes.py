@@ -41,10 +41,10 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
-from deepshield.data.transforms import single_thread
 from deepshield.errors import ConfigError
 from deepshield.io import atomic_write
 from deepshield.registry import Registry
+from deepshield.runtime import single_thread
 
 if TYPE_CHECKING:
     from deepshield.data.datasets import FaceCatalogDataset

@@ -30,15 +30,15 @@ how :class:`~deepshield.data.datasets.FaceCatalogDataset` makes every epoch's au
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torchvision.transforms import v2
 
 from deepshield.data.augment import PlatformOps
-from deepshield.errors import unknown_name
+from deepshield.registry import Registry
+from deepshield.runtime import single_thread
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
@@ -104,38 +104,17 @@ def build_train_transform(image_size: int, aug: Augment | None = None) -> Transf
 # augmentations plus what an upload does (data.augment): JPEG 40-100 (p 0.5), downscale x0.4-0.9 and back
 # (p 0.3), blur σ 0.3-1.5 (p 0.2, instead of the faces recipe's σ 0.1-1.5 at p 0.1), noise std 0.005-0.03
 # (p 0.2), real H.264 intra coding at CRF 18/23/28/33/38 (p 0.3).
-AUGMENTS: dict[str, Augment | None] = {
-    "faces": Augment(),
-    "platform": Augment(blur_p=0.0, platform=PlatformOps(down_p=0.3, blur_p=0.2, noise_p=0.2, h264_p=0.3)),
-    "none": None,
-}
+AUGMENTS: Registry[Augment | None] = Registry("augmentation")
+AUGMENTS.add("faces", Augment())
+AUGMENTS.add("platform",
+             Augment(blur_p=0.0, platform=PlatformOps(down_p=0.3, blur_p=0.2, noise_p=0.2, h264_p=0.3)))
+AUGMENTS.add("none", None)
 
 
 def build_augment(name: str, image_size: int) -> Transform | None:
     """The training transform of augmentation recipe ``name`` (None for ``none``)."""
-    if name not in AUGMENTS:
-        raise unknown_name("augmentation", name, AUGMENTS)
-    aug = AUGMENTS[name]
+    aug = AUGMENTS.lookup(name)
     return None if aug is None else build_train_transform(image_size, aug)
-
-
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch ops on one thread (restored after).
-
-    Per-image ops are tiny: on the training process's thread pool (workers=0) each one pays a
-    multi-thread fork/join that costs more than the op itself, up to ~30x on a busy machine.
-    DataLoader workers already run single-threaded.
-    """
-    n = torch.get_num_threads()
-    if n == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def seeded(transform: Transform, x: torch.Tensor, seed: int) -> torch.Tensor:

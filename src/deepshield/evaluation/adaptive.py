@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from deepshield.config import EvalConfig
+from deepshield.contracts.rows import Check
 from deepshield.errors import ConfigError
 
 AUTO_EOT = 8
@@ -38,7 +39,7 @@ class ThreatSetup:
     randomized: bool
     eot: int
     defense: str | None
-    checks: list[dict] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
 
     def describe(self) -> dict:
         return {"randomized": self.randomized, "eot": self.eot, "defense": self.defense}
@@ -49,8 +50,8 @@ def with_ensemble(model: nn.Module, checkpoints: tuple[str, ...], image_size: in
     """``model`` averaged with the models of ``checkpoints`` (each resized to its own input size)."""
     if not checkpoints:
         return model
-    from deepshield.evaluation.evaluate import load_model
     from deepshield.evaluation.threat_rows import Resized
+    from deepshield.models.loading import load_model
     from deepshield.threats.defenses import EnsembleModel
 
     members = [model]
@@ -70,10 +71,10 @@ def threat_setup(model: nn.Module, cfg: EvalConfig, x: torch.Tensor) -> ThreatSe
         defenses = parse_defenses(cfg.defense)
         scored = DefendedModel(model, defenses, adaptive=False)
         attacked = DefendedModel(model, defenses, adaptive=cfg.adaptive)
-        checks.append(_check("adaptive", "defense attacked adaptively (BPDA for non-differentiable parts)",
-                             cfg.adaptive, "BPDA/EOT on" if cfg.adaptive else
-                             f"--non-adaptive: {cfg.defense} attacked through its plain forward pass; the "
-                             "robust accuracy is NOT a robustness claim"))
+        checks.append(Check("adaptive", "defense attacked adaptively (BPDA for non-differentiable parts)",
+                            cfg.adaptive, "BPDA/EOT on" if cfg.adaptive else
+                            f"--non-adaptive: {cfg.defense} attacked through its plain forward pass; the "
+                            "robust accuracy is NOT a robustness claim"))
     if cfg.eot is not None and cfg.eot < 1:
         raise ConfigError(f"--eot {cfg.eot}: must be >= 1 (1 turns EOT off)")
     randomized = is_randomized(scored, x)
@@ -81,16 +82,12 @@ def threat_setup(model: nn.Module, cfg: EvalConfig, x: torch.Tensor) -> ThreatSe
     if eot > 1:
         attacked = EOTModel(attacked, eot)
     if randomized:
-        checks.append(_check("eot", "randomized model attacked with EOT", eot > 1,
-                             f"outputs differ between two runs on the same input; attacks average gradients "
-                             f"over {eot} draws" if eot > 1 else
-                             "outputs differ between two runs on the same input but --eot 1: gradients of "
-                             "single draws, robust accuracy overestimated"))
+        checks.append(Check("eot", "randomized model attacked with EOT", eot > 1,
+                            f"outputs differ between two runs on the same input; attacks average gradients "
+                            f"over {eot} draws" if eot > 1 else
+                            "outputs differ between two runs on the same input but --eot 1: gradients of "
+                            "single draws, robust accuracy overestimated"))
     return ThreatSetup(scored, attacked, randomized, eot, cfg.defense, checks)
-
-
-def _check(cid: str, name: str, passed: bool, detail: str) -> dict:
-    return {"id": cid, "name": name, "passed": bool(passed), "detail": detail}
 
 
 __all__ = ["AUTO_EOT", "ThreatSetup", "threat_setup", "with_ensemble"]

@@ -1,9 +1,9 @@
 """Sanity checks against false robustness (Carlini et al. 2019, "On Evaluating Adversarial Robustness",
 arXiv:1902.06705, §5), run after every robust sweep and stored with its results.
 
-Each check is ``{"id", "name", "passed", "detail", ...}``; a failure means the robust accuracy is
-probably overestimated (gradient masking, a broken or too weak attack) and is flagged in the report
-and on the console. The checks:
+Each check is a :class:`~deepshield.contracts.rows.Check` (id, name, passed, detail, value); a failure
+means the robust accuracy is probably overestimated (gradient masking, a broken or too weak attack) and
+is flagged in the report and on the console. The checks:
 
 - ``monotone:<attack>``: accuracy does not rise with ε (a larger ball contains the smaller one); for
   iterative and black-box attacks (one FGSM step of size ε overshoots at large ε);
@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from deepshield.attacks import BLACK_BOX, ITERATIVE, SINGLE_STEP, attacks_of_kind, reference_attack
 from deepshield.config import SweepSpec
+from deepshield.contracts.rows import Check
 from deepshield.evaluation.formatting import eps_label, failed, row_key
 from deepshield.evaluation.results import SweepResult
 from deepshield.evaluation.robust import attack_correct, eval_mode, make_attack, robust_mask
@@ -102,14 +103,10 @@ class _Subset:
         return zero / max(1, total)
 
 
-def _check(cid: str, name: str, passed: bool, detail: str, **extra) -> dict:
-    return {"id": cid, "name": name, "passed": bool(passed), "detail": detail, **extra}
-
-
 def sanity_checks(model: nn.Module, data: Dataset, spec: SweepSpec, results: SweepResult,
                   device: torch.device, batch_size: int = 128,
                   log: Callable[[str], None] | None = None,
-                  attack_model: nn.Module | None = None) -> list[dict]:
+                  attack_model: nn.Module | None = None) -> list[Check]:
     """Run every check that applies to ``spec`` on a ``sweep`` result; see the module docstring.
     ``log`` gets a line before each extra attack runs; ``attack_model`` is what the sweep's attacks
     differentiated (see ``robust.attack_correct``)."""
@@ -127,7 +124,7 @@ def first_look_note(spec: SweepSpec) -> str | None:
             f"{full.square_queries} queries (tighter checks; several times longer)")
 
 
-def _run_checks(model, data, spec, results, device, batch_size, log=None, attack_model=None) -> list[dict]:
+def _run_checks(model, data, spec, results, device, batch_size, log=None, attack_model=None) -> list[Check]:
     sub = _Subset(model, data, spec, results, device, batch_size, log, attack_model)
     note = first_look_note(spec)
     if log is not None and note:
@@ -137,58 +134,58 @@ def _run_checks(model, data, spec, results, device, batch_size, log=None, attack
         # Beyond the subset the sweep reused fooling points across ε and attacks (monotone by
         # construction); compare the independent runs on the subset instead.
         tol = noise_tolerance(sub.n)
-        by = {(a, e): {"acc": float(sub.robust(row_key(a, e, spec.norm)).mean())}
+        by = {(a, e): float(sub.robust(row_key(a, e, spec.norm)).mean())
               for a in spec.attacks for e in eps_list}
     else:
         tol = noise_tolerance(max(1, results.n))
-        by = {(r["attack"], r["eps"]): r for r in results.robust}
+        by = {(r.attack, r.eps): r.metrics.acc for r in results.robust}
     checks = []
     # A single step of size ε overshoots at large ε, so FGSM's accuracy may rise with ε without any
     # masking; the check applies to the attacks robust accuracy is claimed by (iterative, black-box).
     for name in [a for a in spec.attacks if a not in attacks_of_kind(SINGLE_STEP, spec.attacks)]:
-        accs = [(e, by[(name, e)]["acc"]) for e in eps_list]
+        accs = [(e, by[(name, e)]) for e in eps_list]
         rises = [(e, a, b) for (_, a), (e, b) in zip(accs, accs[1:], strict=False) if b > a + tol]
-        checks.append(_check(f"monotone:{name}", f"{name}: accuracy does not rise with eps", not rises,
-                             " -> ".join(f"{a:.3f}" for _, a in accs) + f" (tolerance {tol:.3f})"))
+        checks.append(Check(f"monotone:{name}", f"{name}: accuracy does not rise with eps", not rises,
+                            " -> ".join(f"{a:.3f}" for _, a in accs) + f" (tolerance {tol:.3f})"))
     white = attacks_of_kind(ITERATIVE, spec.attacks)
     single = attacks_of_kind(SINGLE_STEP, spec.attacks)
     if white and single:
-        bad = [e for e in eps_list if min(by[(w, e)]["acc"] for w in white) > by[(single[0], e)]["acc"] + tol]
-        checks.append(_check(
+        bad = [e for e in eps_list if min(by[(w, e)] for w in white) > by[(single[0], e)] + tol]
+        checks.append(Check(
             "iterative_vs_single_step", f"{'/'.join(white)} at least as strong as {single[0]}", not bad,
-            ", ".join(f"{eps_label(e, spec.norm)}: {min(by[(w, e)]['acc'] for w in white):.3f} vs "
-                      f"{by[(single[0], e)]['acc']:.3f}" for e in eps_list)))
+            ", ".join(f"{eps_label(e, spec.norm)}: {min(by[(w, e)] for w in white):.3f} vs "
+                      f"{by[(single[0], e)]:.3f}" for e in eps_list)))
     checks.append(_blackbox_check(sub, spec, by, white, eps_list, tol))
     checks.append(_more_steps_check(sub, spec, white, eps_list))
     huge, ref = HUGE_EPS[spec.norm], reference_attack(ITERATIVE)
     steps = max(spec.steps, 20)
     acc_huge = float(sub.run(make_attack(ref, huge, replace(spec, early_stop=True), steps=steps)).mean())
-    checks.append(_check("huge_eps", f"{ref}-{steps} at huge eps {eps_label(huge, spec.norm)} drives "
-                         "accuracy to ~0", acc_huge <= HUGE_EPS_MAX_ACC,
-                         f"accuracy {acc_huge:.3f} on {sub.n} samples (must be <= {HUGE_EPS_MAX_ACC})",
-                         value=acc_huge))
+    checks.append(Check("huge_eps", f"{ref}-{steps} at huge eps {eps_label(huge, spec.norm)} drives "
+                        "accuracy to ~0", acc_huge <= HUGE_EPS_MAX_ACC,
+                        f"accuracy {acc_huge:.3f} on {sub.n} samples (must be <= {HUGE_EPS_MAX_ACC})",
+                        value=acc_huge))
     frac = sub.zero_gradient_fraction()
-    checks.append(_check("nonzero_gradients", "input gradients are non-zero", frac <= ZERO_GRAD_MAX_FRACTION,
-                         f"{frac:.1%} of {sub.n} samples have an all-zero loss gradient "
-                         f"(must be <= {ZERO_GRAD_MAX_FRACTION:.0%})", value=frac))
+    checks.append(Check("nonzero_gradients", "input gradients are non-zero", frac <= ZERO_GRAD_MAX_FRACTION,
+                        f"{frac:.1%} of {sub.n} samples have an all-zero loss gradient "
+                        f"(must be <= {ZERO_GRAD_MAX_FRACTION:.0%})", value=frac))
     return checks
 
 
-def _blackbox_check(sub: _Subset, spec: SweepSpec, by: dict, white: list[str], eps_list: list[float],
-                    tol: float) -> dict:
-    """The black-box attack vs the best gradient attack, per ε in the sweep, or on the subset at the
-    largest ε."""
+def _blackbox_check(sub: _Subset, spec: SweepSpec, by: dict[tuple[str, float], float], white: list[str],
+                    eps_list: list[float], tol: float) -> Check:
+    """The black-box attack vs the best gradient attack, per ε in the sweep (``by``: (attack, ε) ->
+    accuracy), or on the subset at the largest ε."""
     black = next(iter(attacks_of_kind(BLACK_BOX, spec.attacks)), None) or reference_attack(BLACK_BOX)
     name = f"black-box ({black}) does not beat white-box attacks"
     if black in spec.attacks and white:
         parts, bad = [], []
         for e in eps_list:
-            wb = min(by[(w, e)]["acc"] for w in white)
-            bb = by[(black, e)]["acc"]
+            wb = min(by[(w, e)] for w in white)
+            bb = by[(black, e)]
             parts.append(f"{eps_label(e, spec.norm)}: {black} {bb:.3f} vs {'/'.join(white)} {wb:.3f}")
             if bb < wb - tol:
                 bad.append(e)
-        return _check("blackbox_vs_whitebox", name, not bad, "; ".join(parts) + f" (tolerance {tol:.3f})")
+        return Check("blackbox_vs_whitebox", name, not bad, "; ".join(parts) + f" (tolerance {tol:.3f})")
     eps, ref = max(eps_list), reference_attack(ITERATIVE)
     white_robust = (np.logical_and.reduce([sub.robust(row_key(w, eps, spec.norm)) for w in white]) if white
                     else sub.run(make_attack(ref, eps, spec)))
@@ -197,13 +194,13 @@ def _blackbox_check(sub: _Subset, spec: SweepSpec, by: dict, white: list[str], e
     sub_tol = noise_tolerance(sub.n)
     wb, bb = float(white_robust.mean()), float(robust_black.mean())
     only_black = int((white_robust & ~robust_black).sum())
-    return _check("blackbox_vs_whitebox", name, bb >= wb - sub_tol,
-                  f"{eps_label(eps, spec.norm)} on {sub.n} samples: {black} {bb:.3f} vs "
-                  f"{'/'.join(white) or ref} {wb:.3f}; {only_black} samples fooled only by {black} "
-                  f"({spec.square_queries} queries; tolerance {sub_tol:.3f})", value=bb)
+    return Check("blackbox_vs_whitebox", name, bb >= wb - sub_tol,
+                 f"{eps_label(eps, spec.norm)} on {sub.n} samples: {black} {bb:.3f} vs "
+                 f"{'/'.join(white) or ref} {wb:.3f}; {only_black} samples fooled only by {black} "
+                 f"({spec.square_queries} queries; tolerance {sub_tol:.3f})", value=bb)
 
 
-def _more_steps_check(sub: _Subset, spec: SweepSpec, white: list[str], eps_list: list[float]) -> dict:
+def _more_steps_check(sub: _Subset, spec: SweepSpec, white: list[str], eps_list: list[float]) -> Check:
     eps, ref = max(eps_list), reference_attack(ITERATIVE)
     steps, restarts = spec.steps * 4, max(2, spec.restarts)
     if ref in spec.attacks:
@@ -213,14 +210,14 @@ def _more_steps_check(sub: _Subset, spec: SweepSpec, white: list[str], eps_list:
     strong = sub.run(make_attack(ref, eps, spec, steps=steps, restarts=restarts))
     tol = noise_tolerance(sub.n)
     a, b = float(base.mean()), float(strong.mean())
-    return _check("more_steps", f"{ref} with {steps} steps x {restarts} restarts does not raise accuracy",
-                  b <= a + tol, f"{eps_label(eps, spec.norm)} on {sub.n} samples: {spec.steps} steps "
-                  f"{a:.3f}; {steps} steps x {restarts} restarts {b:.3f} (tolerance {tol:.3f})", value=b)
+    return Check("more_steps", f"{ref} with {steps} steps x {restarts} restarts does not raise accuracy",
+                 b <= a + tol, f"{eps_label(eps, spec.norm)} on {sub.n} samples: {spec.steps} steps "
+                 f"{a:.3f}; {steps} steps x {restarts} restarts {b:.3f} (tolerance {tol:.3f})", value=b)
 
 
-def format_checks(checks: list[dict]) -> str:
+def format_checks(checks: list[Check]) -> str:
     """Console lines: PASS/FAIL per check, and a loud banner when any failed."""
-    lines = [f"{'PASS' if c['passed'] else 'FAIL'}  {c['name']}: {c['detail']}" for c in checks]
+    lines = [f"{'PASS' if c.passed else 'FAIL'}  {c.name}: {c.detail}" for c in checks]
     bad = failed(checks)
     if bad:
         bar = "!" * 78

@@ -8,7 +8,7 @@ rows: those stay with A).
     >>> domain_of("catalog:faces/catalog.csv:test", trained_on="catalog:faces/catalog.csv")
     'in-domain'
     >>> entry = evaluate_dataset(model, "catalog:ffpp/catalog.csv", cfg, train_cfg, device)
-    >>> entry.domain, entry.sweep.clean["auc"], entry.sweep.clean["video"]["mean"]["auc"]
+    >>> entry.domain, entry.sweep.clean.auc, entry.sweep.clean.video["mean"].auc
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from deepshield.config import EvalConfig, SweepSpec, TrainConfig
+from deepshield.contracts.rows import Metrics
 from deepshield.data.datasets import build_eval_dataset, parse_catalog_arg, parse_spec
 from deepshield.errors import ConfigError, DataError
 from deepshield.evaluation.metrics import detection_metrics, sample_methods
@@ -96,9 +97,9 @@ def clean_pass(model: nn.Module, data: Dataset, spec: SweepSpec, device: torch.d
     methods = sample_methods(label_arr, video_ids, getattr(data, "video_methods", None))
     samples = Samples(labels=label_arr.tolist(), video_ids=video_ids, methods=methods,
                       scores={"clean": prob_arr.tolist()})
-    return SweepResult(clean=detection_metrics(label_arr, prob_arr, video_ids, methods), robust=[],
-                       worst_case=[], spec=spec, n=int(len(label_arr)), seconds=time.perf_counter() - start,
-                       samples=samples)
+    metrics = Metrics.from_json(detection_metrics(label_arr, prob_arr, video_ids, methods))
+    return SweepResult(clean=metrics, robust=[], worst_case=[], spec=spec, n=int(len(label_arr)),
+                       seconds=time.perf_counter() - start, samples=samples)
 
 
 def evaluate_dataset(model: nn.Module, dataset: str, cfg: EvalConfig, train_cfg: TrainConfig,
@@ -124,9 +125,9 @@ def evaluate_cross(model: nn.Module, cfg: EvalConfig, train_cfg: TrainConfig, de
     for dataset in cfg.cross_dataset:
         entry = evaluate_dataset(model, dataset, cfg, train_cfg, device, attack_model=attack_model)
         c = entry.sweep.clean
-        video = (c.get("video") or {}).get("mean") or {}
-        log(f"{dataset} ({entry.domain}): {entry.sweep.n} faces, AUC {c.get('auc', float('nan')):.3f}"
-            + (f", video AUC {video.get('auc', float('nan')):.3f}" if video else ""))
+        video = (c.video or {}).get("mean")
+        log(f"{dataset} ({entry.domain}): {entry.sweep.n} faces, AUC {c.auc:.3f}"
+            + (f", video AUC {video.auc:.3f}" if video else ""))
         out.append(entry)
     return out
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from deepshield.config import EvalConfig, TrainConfig
+from deepshield.config import EvalConfig
 from deepshield.data.datasets import build_eval_dataset
 from deepshield.errors import DataError
 from deepshield.evaluation.adaptive import threat_setup, with_ensemble
@@ -25,28 +25,8 @@ from deepshield.evaluation.report import write_json, write_report
 from deepshield.evaluation.results import EvalResult, GalleryImages, SweepResult
 from deepshield.evaluation.robust import sweep
 from deepshield.evaluation.threat_rows import Resized, build_channels, corruption_rows, transfer_rows
-from deepshield.models import build_model
-from deepshield.models.zoo import BUNDLED, resolve_checkpoint
-from deepshield.training.checkpoint import load_checkpoint
-from deepshield.training.loops import select_device
-
-
-def load_model(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, TrainConfig]:
-    """Rebuild the model a checkpoint was trained as, with its weights, in eval mode (never downloads)."""
-    model, cfg, _ = load_model_and_config(path, device)
-    return model, cfg
-
-
-def load_model_and_config(path: str | Path,
-                          device: torch.device) -> tuple[torch.nn.Module, TrainConfig, dict]:
-    """:func:`load_model` plus the checkpoint's raw config dict (with extras such as ``preprocess``)."""
-    ckpt = load_checkpoint(resolve_checkpoint(path), map_location=device)
-    raw = dict(ckpt.get("config") or {})
-    cfg = TrainConfig.from_dict(raw)
-    model = build_model(cfg.backbone, num_classes=2, image_size=cfg.image_size, pretrained=None,
-                        act=cfg.act).to(device)
-    model.load_state_dict(ckpt["model"])
-    return model.eval(), cfg, raw
+from deepshield.models.loading import BUNDLED, load_model
+from deepshield.runtime import select_device
 
 
 def default_out(cfg: EvalConfig) -> Path:
@@ -71,7 +51,7 @@ def save_gallery(result: SweepResult, images: GalleryImages | None, path: Path, 
                                                                                     images.adv)
         plot_gallery(images.clean, images.adv, result.gallery, path, title=title, heat_clean=heat_clean,
                      heat_adv=heat_adv)
-        result.gallery["file"] = path.name
+        result.gallery = result.gallery.with_file(path.name)
 
 
 def evaluate(cfg: EvalConfig) -> EvalResult:
@@ -118,7 +98,7 @@ def evaluate(cfg: EvalConfig) -> EvalResult:
     out.mkdir(parents=True, exist_ok=True)
     if swept.gallery:
         g = swept.gallery
-        title = f"{run}: {g['attack']} at ε = {eps_label(g['eps'], spec.norm)}"
+        title = f"{run}: {g.attack} at ε = {eps_label(g.eps, spec.norm)}"
         save_gallery(swept, images, out / "gallery.png", title=title, model=setup.scored)
     result = EvalResult(sweep=swept, checks=checks, run=run, checkpoint=str(cfg.checkpoint),
                         dataset=cfg.dataset, model=train_cfg.backbone, device=str(device),

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from deepshield.contracts.rows import Check, SweepRow
+    from deepshield.evaluation.results import EvalResult, SweepResult
 
 
 def eps_label(eps: float, norm: str) -> str:
@@ -41,31 +45,31 @@ def json_ready(o: Any) -> Any:
     return o
 
 
-def norm_of(runs: dict[str, dict]) -> str:
+def norm_of(runs: dict[str, EvalResult]) -> str:
     """The norm of the first run's sweep (all runs of a report share one)."""
-    return next(iter(runs.values())).get("spec", {}).get("norm", "linf")
+    return next(iter(runs.values())).sweep.spec.norm
 
 
-def headline_rows(res: dict) -> list[dict]:
-    """The rows that summarize a run: worst case over attacks, or the single attack's rows."""
-    return res.get("worst_case") or res["robust"]
+def headline_rows(sweep: SweepResult) -> list[SweepRow]:
+    """The rows that summarize a sweep: worst case over attacks, or the single attack's rows."""
+    return sweep.worst_case or sweep.robust
 
 
-def reference_eps(res: dict) -> float | None:
-    """The ε a run is summarized at: 4/255 when evaluated (L∞), else the middle ε."""
-    eps = sorted({r["eps"] for r in res["robust"]})
+def reference_eps(sweep: SweepResult) -> float | None:
+    """The ε a sweep is summarized at: 4/255 when evaluated (L∞), else the middle ε."""
+    eps = sorted({r.eps for r in sweep.robust})
     if not eps:
         return None
-    if res.get("spec", {}).get("norm", "linf") == "linf":
+    if sweep.spec.norm == "linf":
         near = [e for e in eps if abs(e * 255 - 4) < 1e-6]
         if near:
             return near[0]
     return eps[len(eps) // 2]
 
 
-def failed(checks: list[dict]) -> list[dict]:
+def failed(checks: list[Check]) -> list[Check]:
     """The sanity checks that did not pass."""
-    return [c for c in checks if not c["passed"]]
+    return [c for c in checks if not c.passed]
 
 
 __all__ = ["eps_label", "failed", "fmt", "headline_rows", "json_ready", "norm_of", "reference_eps", "row_key"]

@@ -7,7 +7,9 @@ import html
 from pathlib import Path
 
 from deepshield import __version__
-from deepshield.evaluation.formatting import eps_label, fmt, headline_rows
+from deepshield.contracts.rows import Metrics
+from deepshield.evaluation.formatting import eps_label, failed, fmt, headline_rows
+from deepshield.evaluation.results import EvalResult
 from deepshield.evaluation.tables import (
     DIRECTION_NOTE,
     DIRECTIONS,
@@ -82,31 +84,32 @@ def _figure(path: Path | None, caption: str) -> str:
             f"<figcaption>{caption}</figcaption></figure>")
 
 
-def _card(run: str, res: dict) -> str:
-    clean = res["clean"]
-    norm = res.get("spec", {}).get("norm", "linf")
-    big = [("clean acc", clean["acc"]), ("clean AUC", clean.get("auc"))]
-    if clean.get("video"):
-        big.append(("video AUC", clean["video"].get("mean", {}).get("auc")))
-    rows = sorted(headline_rows(res), key=lambda r: r["eps"])
-    what = rows[0]["attack"] if rows else ""
-    chips = "".join(f'<span class="chip" style="background:{_heat(r["acc"])}">'
-                    f'{_e(eps_label(r["eps"], norm))}: {fmt(r["acc"])}</span>' for r in rows)
-    checks = res.get("checks", [])
-    bad = [c for c in checks if not c["passed"]]
+def _card(run: str, res: EvalResult) -> str:
+    clean = res.sweep.clean
+    norm = res.sweep.spec.norm
+    big = [("clean acc", clean.acc), ("clean AUC", clean.auc)]
+    if clean.video:
+        mean = clean.video.get("mean")
+        big.append(("video AUC", mean.auc if mean else None))
+    rows = sorted(headline_rows(res.sweep), key=lambda r: r.eps)
+    what = rows[0].attack if rows else ""
+    chips = "".join(f'<span class="chip" style="background:{_heat(r.metrics.acc)}">'
+                    f'{_e(eps_label(r.eps, norm))}: {fmt(r.metrics.acc)}</span>' for r in rows)
+    checks = res.checks
+    bad = failed(checks)
     status = (f'<div class="status bad">✗ {len(bad)} of {len(checks)} sanity checks FAILED</div>' if bad else
               f'<div class="status ok">✓ all {len(checks)} sanity checks passed</div>' if checks else "")
-    return (f'<div class="card"><h3>{_e(run)}</h3><div class="meta">{_e(res.get("dataset", ""))} · '
-            f'{res.get("n", clean.get("n"))} images · {_e(res.get("model", ""))}</div><div class="big">' +
+    return (f'<div class="card"><h3>{_e(run)}</h3><div class="meta">{_e(res.dataset)} · '
+            f'{res.sweep.n} images · {_e(res.model)}</div><div class="big">' +
             "".join(f"<div><b>{fmt(v)}</b><span>{k}</span></div>" for k, v in big) +
             f'</div><div class="chips"><span class="lab">accuracy under attack ({_e(what)})</span>'
             f"{chips}</div>"
             f"{status}</div>")
 
 
-def _grid(run: str, res: dict) -> str:
-    norm = res.get("spec", {}).get("norm", "linf")
-    attacks, eps, by = attack_grid(res)
+def _grid(run: str, res: EvalResult) -> str:
+    norm = res.sweep.spec.norm
+    attacks, eps, by = attack_grid(res.sweep)
     head = "".join(f"<th>{_e(eps_label(e, norm))}</th>" for e in eps)
     body = []
     for a in attacks:
@@ -116,25 +119,26 @@ def _grid(run: str, res: dict) -> str:
             if r is None:
                 cells.append("<td>—</td>")
                 continue
-            s = r.get("seconds")
+            s = r.seconds
             extra = "" if s is None else f" · {s:.0f}s" if s >= 10 else f" · {s:.1f}s"
-            cells.append(f'<td class="cell" style="background:{_heat(r["acc"])}"><b>{fmt(r["acc"])}</b>'
-                         f'<small>AUC {fmt(r["auc"])}{extra}</small><small>{_directions(r)}</small></td>')
+            m = r.metrics
+            cells.append(f'<td class="cell" style="background:{_heat(m.acc)}"><b>{fmt(m.acc)}</b>'
+                         f'<small>AUC {fmt(m.auc)}{extra}</small><small>{_directions(m)}</small></td>')
         name = f"<b>{_e(a)}</b>" if a == "worst-case" else _e(a)
         body.append(f'<tr><td class="l">{name}</td>{"".join(cells)}</tr>')
-    clean = res["clean"]
+    clean = res.sweep.clean
     return (f"<h3>{_e(run)}</h3><table><tr><th class='l'>attack \\ ε</th>{head}</tr>{''.join(body)}</table>"
-            f"<p class='note'>clean: accuracy {fmt(clean['acc'])}, AUC {fmt(clean.get('auc'))}, "
-            f"AP {fmt(clean.get('ap'))}, EER {fmt(clean.get('eer'))}, {_directions(clean)}. "
+            f"<p class='note'>clean: accuracy {fmt(clean.acc)}, AUC {fmt(clean.auc)}, "
+            f"AP {fmt(clean.ap)}, EER {fmt(clean.eer)}, {_directions(clean)}. "
             f"{_e(DIRECTION_NOTE)}.</p>" + _threat_tables(res))
 
 
-def _directions(m: dict) -> str:
+def _directions(m: Metrics) -> str:
     """``fakes 0.120 · reals 0.910 · TPR@1%FPR 0.050``."""
     return " · ".join(f"{label} {fmt(m.get(key))}" for label, key in DIRECTIONS)
 
 
-def _threat_tables(res: dict) -> str:
+def _threat_tables(res: EvalResult) -> str:
     """The run's "After re-encoding", "Transfer" and "Natural corruptions" tables, those present."""
     out = []
     for t in threat_tables(res):
@@ -151,7 +155,7 @@ def _row(cells: list[str], keys: int, tag: str = "td") -> str:
                             for i, c in enumerate(cells)) + "</tr>"
 
 
-def _cross_section(runs: dict[str, dict]) -> str:
+def _cross_section(runs: dict[str, EvalResult]) -> str:
     """In-domain vs cross-domain tables ("" when no run was evaluated on more than one dataset)."""
     tables = cross_tables(runs)
     if not tables:
@@ -163,7 +167,7 @@ def _cross_section(runs: dict[str, dict]) -> str:
             f"{body}")
 
 
-def _methods_table(runs: dict[str, dict]) -> str:
+def _methods_table(runs: dict[str, EvalResult]) -> str:
     rows = []
     for run, res in runs.items():
         _, table = method_rows(res)
@@ -180,17 +184,17 @@ def _methods_table(runs: dict[str, dict]) -> str:
             "method against all real faces; attacked: the headline attack at the reference ε.</p>")
 
 
-def _video_table(runs: dict[str, dict]) -> str:
+def _video_table(runs: dict[str, EvalResult]) -> str:
     rows = []
     for run, res in runs.items():
-        c = res["clean"]
-        if not c.get("video"):
+        c = res.sweep.clean
+        if not c.video:
             continue
-        levels = [("frame", c)] + [(f"video ({how})", m) for how, m in c["video"].items()]
+        levels = [("frame", c)] + [(f"video ({how})", m) for how, m in c.video.items()]
         for level, m in levels:
-            rows.append(f"<tr><td class='l'>{_e(run)}</td><td class='l'>{level}</td><td>{m['n']}</td>"
-                        f"<td>{fmt(m['acc'])}</td><td>{fmt(m['auc'])}</td><td>{fmt(m['ap'])}</td>"
-                        f"<td>{fmt(m['eer'])}</td></tr>")
+            rows.append(f"<tr><td class='l'>{_e(run)}</td><td class='l'>{level}</td><td>{m.n}</td>"
+                        f"<td>{fmt(m.acc)}</td><td>{fmt(m.auc)}</td><td>{fmt(m.ap)}</td>"
+                        f"<td>{fmt(m.eer)}</td></tr>")
     if not rows:
         return ""
     return ("<h2>Frame vs video level (clean)</h2><table><tr><th class='l'>model</th>"
@@ -200,31 +204,31 @@ def _video_table(runs: dict[str, dict]) -> str:
             "video (top50): mean of its most fake-looking half of frames.</p>")
 
 
-def _checks_table(runs: dict[str, dict]) -> str:
+def _checks_table(runs: dict[str, EvalResult]) -> str:
     rows = []
     for run, res in runs.items():
-        for c in res.get("checks", []):
-            ok = c["passed"]
+        for c in res.checks:
+            ok = c.passed
             badge = '<span class="badge ok">PASS</span>' if ok else '<span class="badge bad">FAIL</span>'
             rows.append(f"<tr class='{'' if ok else 'bad'}'><td>{badge}</td><td class='l'>{_e(run)}</td>"
-                        f"<td class='l'>{_e(c['name'])}</td><td class='l'>{_e(c['detail'])}</td></tr>")
+                        f"<td class='l'>{_e(c.name)}</td><td class='l'>{_e(c.detail)}</td></tr>")
     if not rows:
         return "<p class='note'>No sanity checks were run (evaluated with --no-sanity).</p>"
     head = "<tr><th></th><th class='l'>model</th><th class='l'>check</th><th class='l'>detail</th></tr>"
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _banner(runs: dict[str, dict]) -> str:
+def _banner(runs: dict[str, EvalResult]) -> str:
     bad = failed_runs(runs)
     if bad:
-        items = "".join(f"<li><b>{_e(run)}</b>: {_e(c['name'])} — {_e(c['detail'])}</li>" for run, c in bad)
+        items = "".join(f"<li><b>{_e(run)}</b>: {_e(c.name)} — {_e(c.detail)}</li>" for run, c in bad)
         return (f'<div class="banner bad">⚠ {len(bad)} sanity check(s) FAILED. {_e(SEVERITY_NOTE)}'
                 f"<ul>{items}</ul></div>")
-    n = sum(len(res.get("checks", [])) for res in runs.values())
+    n = sum(len(res.checks) for res in runs.values())
     return f'<div class="banner ok">✓ All {n} sanity checks passed.</div>' if n else ""
 
 
-def render_html(runs: dict[str, dict], figs: dict, title: str, created: str) -> str:
+def render_html(runs: dict[str, EvalResult], figs: dict, title: str, created: str) -> str:
     """The whole report page as one string."""
     galleries = "".join(_figure(figs.get(f"gallery:{run}"), f"<b>{_e(run)}</b>: clean face, the "
                                 "adversarial face, and the perturbation amplified so ±ε spans the full "

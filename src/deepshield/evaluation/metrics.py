@@ -21,7 +21,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from deepshield.errors import DataError, unknown_name
+from deepshield.errors import DataError
+from deepshield.evaluation.aggregate import AGGREGATIONS
 
 VIDEO_AGGREGATIONS = ("mean", "top50")
 
@@ -74,14 +75,6 @@ def binary_metrics(labels: Sequence[int], probs: Sequence[float], threshold: flo
     return out
 
 
-AGGREGATIONS = {
-    "mean": lambda p: float(np.mean(p)),
-    # Mean of the most fake-looking half: one clearly fake stretch of a video is enough to flag it.
-    "top50": lambda p: float(np.mean(np.sort(p)[len(p) // 2:])),
-    "median": lambda p: float(np.median(p)),
-}
-
-
 def aggregate_videos(
     labels: Sequence[int], probs: Sequence[float], video_ids: Sequence[str], how: str = "mean"
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -89,8 +82,7 @@ def aggregate_videos(
 
     Raises DataError when one video's frames carry different labels (a broken catalog).
     """
-    if how not in AGGREGATIONS:
-        raise unknown_name("video aggregation", how, AGGREGATIONS)
+    aggregate = AGGREGATIONS.lookup(how)
     if len(video_ids) != len(labels):
         raise ValueError(f"{len(video_ids)} video ids for {len(labels)} frames")
     groups: dict[str, list[int]] = defaultdict(list)
@@ -102,7 +94,7 @@ def aggregate_videos(
         if len(set(labels[groups[v]].tolist())) > 1:
             raise DataError(f"video {v!r} has frames labelled both real and fake; fix the catalog")
     vlabels = np.array([labels[groups[v][0]] for v in vids], dtype=int)
-    vprobs = np.array([AGGREGATIONS[how](probs[groups[v]]) for v in vids])
+    vprobs = np.array([aggregate(probs[groups[v]]) for v in vids])
     return vlabels, vprobs, vids
 
 

@@ -2,13 +2,15 @@
 bars, and a gallery of clean / adversarial / amplified-perturbation faces (with their Grad-CAM maps
 when given).
 
-Every function takes ``runs`` = {run name: results dict of ``evaluation.robust.sweep``} and writes one
-PNG atomically, returning its path (or None when there is nothing to draw).
+Every function takes ``runs`` = {run name: :class:`~deepshield.evaluation.results.EvalResult`} (the
+gallery: its images and :class:`~deepshield.contracts.rows.Gallery`) and writes one PNG atomically,
+returning its path (or None when there is nothing to draw).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -19,6 +21,10 @@ import numpy as np  # noqa: E402
 from deepshield.evaluation.formatting import eps_label, headline_rows, norm_of, reference_eps  # noqa: E402
 from deepshield.evaluation.metrics import roc_points  # noqa: E402
 from deepshield.io import atomic_write  # noqa: E402
+
+if TYPE_CHECKING:
+    from deepshield.contracts.rows import Gallery, Metrics
+    from deepshield.evaluation.results import EvalResult
 
 ATTACK_COLORS = {"fgsm": "#f28e2b", "pgd": "#4e79a7", "apgd": "#b07aa1", "square": "#59a14f",
                  "worst-case": "#222222"}
@@ -47,7 +53,7 @@ def eps_axis_label(norm: str) -> str:
     return "ε (L∞, in 1/255 pixel steps)" if norm == "linf" else "ε (L2, pixel units)"
 
 
-def plot_robust_accuracy(runs: dict[str, dict], path: Path) -> Path:
+def plot_robust_accuracy(runs: dict[str, EvalResult], path: Path) -> Path:
     """Accuracy vs ε: one run: a colour per attack, the worst case dashed; several runs: a colour per
     run, its headline (worst case) thick and each attack thin in its own line style."""
     norm = norm_of(runs)
@@ -56,14 +62,15 @@ def plot_robust_accuracy(runs: dict[str, dict], path: Path) -> Path:
         styles_used: list[str] = []
         single = len(runs) == 1
         for i, (run, res) in enumerate(runs.items()):
-            attacks = list(dict.fromkeys(r["attack"] for r in res["robust"]))
-            groups = [(a, [r for r in res["robust"] if r["attack"] == a]) for a in attacks]
-            if res.get("worst_case"):
-                groups.append(("worst-case", res["worst_case"]))
+            sweep = res.sweep
+            attacks = list(dict.fromkeys(r.attack for r in sweep.robust))
+            groups = [(a, [r for r in sweep.robust if r.attack == a]) for a in attacks]
+            if sweep.worst_case:
+                groups.append(("worst-case", sweep.worst_case))
             for attack, rows in groups:
-                rows = sorted(rows, key=lambda r: r["eps"])
-                xs = [0.0] + [eps_axis(r["eps"], norm) for r in rows]
-                ys = [res["clean"]["acc"]] + [r["acc"] for r in rows]
+                rows = sorted(rows, key=lambda r: r.eps)
+                xs = [0.0] + [eps_axis(r.eps, norm) for r in rows]
+                ys = [sweep.clean.acc] + [r.metrics.acc for r in rows]
                 headline = attack == "worst-case" or len(groups) == 1
                 if single:
                     color = ATTACK_COLORS.get(attack) or f"C{(5 + len(attack)) % 10}"
@@ -80,7 +87,7 @@ def plot_robust_accuracy(runs: dict[str, dict], path: Path) -> Path:
                         styles_used.append(attack)
         for attack in styles_used:  # legend entries for the thin per-attack lines
             ax.plot([], [], ls=ATTACK_STYLES.get(attack, ":"), color="grey", lw=1.2, label=attack)
-        ticks = sorted({0.0} | {eps_axis(r["eps"], norm) for res in runs.values() for r in res["robust"]})
+        ticks = sorted({0.0} | {eps_axis(r.eps, norm) for res in runs.values() for r in res.sweep.robust})
         ax.set_xticks(ticks, [f"{t:.3g}" for t in ticks])
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
         ax.text(ax.get_xlim()[0], 0.515, " coin flip", va="bottom", ha="left", fontsize=8, color="grey")
@@ -92,9 +99,9 @@ def plot_robust_accuracy(runs: dict[str, dict], path: Path) -> Path:
         return save(fig, path)
 
 
-def plot_roc(runs: dict[str, dict], path: Path) -> Path | None:
+def plot_roc(runs: dict[str, EvalResult], path: Path) -> Path | None:
     """ROC per run: clean, and the headline attack at every ε (from the per-sample scores)."""
-    runs = {k: v for k, v in runs.items() if v.get("samples")}
+    runs = {k: v for k, v in runs.items() if "clean" in v.sweep.samples.scores}
     if not runs:
         return None
     norm = norm_of(runs)
@@ -103,22 +110,23 @@ def plot_roc(runs: dict[str, dict], path: Path) -> Path | None:
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(rows_n, cols, figsize=(4.3 * cols, 4.1 * rows_n), squeeze=False)
         for ax, (run, res) in zip(axes.flat, runs.items(), strict=False):
-            labels = res["samples"]["labels"]
-            scores = res["samples"]["scores"]
+            labels = res.sweep.samples.labels
+            scores = res.sweep.samples.scores
             curve = roc_points(labels, scores["clean"])
             ax.plot(curve["fpr"], curve["tpr"], color="black", lw=2.4,
-                    label=f"clean  AUC {res['clean']['auc']:.3f}")
-            rows = sorted(headline_rows(res), key=lambda r: r["eps"])
+                    label=f"clean  AUC {res.sweep.clean.auc:.3f}")
+            rows = sorted(headline_rows(res.sweep), key=lambda r: r.eps)
             cmap = plt.get_cmap("plasma")
             for j, r in enumerate(rows):
-                curve = roc_points(labels, scores[r["key"]])
+                curve = roc_points(labels, scores[r.key])
                 color = cmap(0.15 + 0.7 * j / max(1, len(rows) - 1))
-                eps = eps_label(r["eps"], norm)
-                ax.plot(curve["fpr"], curve["tpr"], color=color, lw=1.7, label=f"{eps}  AUC {r['auc']:.3f}")
+                eps = eps_label(r.eps, norm)
+                ax.plot(curve["fpr"], curve["tpr"], color=color, lw=1.7,
+                        label=f"{eps}  AUC {r.metrics.auc:.3f}")
             ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
             ax.set_xlabel("false positive rate (reals called fake)")
             ax.set_ylabel("true positive rate (fakes caught)")
-            attack = rows[0]["attack"] if rows else ""
+            attack = rows[0].attack if rows else ""
             ax.set_title(f"{run}: clean vs {attack}")
             ax.set_aspect("equal")
             ax.legend(fontsize=8, loc="lower right")
@@ -128,13 +136,19 @@ def plot_roc(runs: dict[str, dict], path: Path) -> Path | None:
         return save(fig, path)
 
 
-def plot_methods(runs: dict[str, dict], path: Path) -> Path | None:
+def _method_auc(m: Metrics, method: str) -> float | None:
+    """AUC of ``method`` against all reals in ``m``; NaN when ``m`` has no entry for it."""
+    entry = (m.by_method or {}).get(method)
+    return entry.auc if entry is not None else np.nan
+
+
+def plot_methods(runs: dict[str, EvalResult], path: Path) -> Path | None:
     """Per-method AUC (each fake method vs all reals), clean and under the headline attack at the
     reference ε; None when no run has per-method results."""
-    runs = {k: v for k, v in runs.items() if v["clean"].get("by_method")}
+    runs = {k: v for k, v in runs.items() if v.sweep.clean.by_method}
     if not runs:
         return None
-    methods = sorted({m for res in runs.values() for m in res["clean"]["by_method"] if m != "real"})
+    methods = sorted({m for res in runs.values() for m in res.sweep.clean.by_method if m != "real"})
     norm = norm_of(runs)
     width = 0.8 / (2 * len(runs))
     with plt.rc_context(STYLE):
@@ -142,17 +156,17 @@ def plot_methods(runs: dict[str, dict], path: Path) -> Path | None:
         x = np.arange(len(methods))
         for i, (run, res) in enumerate(runs.items()):
             color = RUN_COLORS[i % len(RUN_COLORS)]
-            ref = reference_eps(res)
-            row = next((r for r in headline_rows(res) if r["eps"] == ref), None)
-            clean = [res["clean"]["by_method"].get(m, {}).get("auc", np.nan) for m in methods]
-            attacked = [row["by_method"].get(m, {}).get("auc", np.nan) if row else np.nan for m in methods]
+            ref = reference_eps(res.sweep)
+            row = next((r for r in headline_rows(res.sweep) if r.eps == ref), None)
+            clean = [_method_auc(res.sweep.clean, m) for m in methods]
+            attacked = [_method_auc(row.metrics, m) if row else np.nan for m in methods]
             off = (2 * i - len(runs)) * width + width / 2
             name = f"{run}: " if len(runs) > 1 else ""
             ax.bar(x + off, clean, width, color=color, label=f"{name}clean")
             if row is not None:
                 eps = eps_label(ref, norm)
                 ax.bar(x + off + width, attacked, width, color=color, alpha=0.4, hatch="///", edgecolor=color,
-                       label=f"{name}{row['attack']} at ε={eps}")
+                       label=f"{name}{row.attack} at ε={eps}")
             for xi, (c, a) in enumerate(zip(clean, attacked, strict=True)):
                 for val, dx in ((c, 0), (a, width)):
                     if np.isfinite(val):
@@ -178,15 +192,15 @@ def _to_image(chw: np.ndarray) -> np.ndarray:
     return np.clip(np.transpose(chw, (1, 2, 0)), 0, 1)
 
 
-def plot_gallery(clean: np.ndarray, adv: np.ndarray, meta: dict, path: Path, title: str = "",
+def plot_gallery(clean: np.ndarray, adv: np.ndarray, meta: Gallery, path: Path, title: str = "",
                  heat_clean: np.ndarray | None = None, heat_adv: np.ndarray | None = None) -> Path:
     """Columns of faces: clean, adversarial, and the perturbation scaled so ±ε spans the full range;
     with ``heat_clean`` and ``heat_adv`` ([K, H, W] in [0, 1], ``deepshield.explain.gradcam`` of
     "fake"), two more rows: each face with its Grad-CAM map on top (jet: red = most evidence)."""
-    items = meta["items"]
-    eps = float(meta["eps"])
+    items = meta.items
+    eps = float(meta.eps)
     n = len(items)
-    norm = meta.get("norm", "linf")
+    norm = meta.norm
     eps_text = eps_label(eps, norm) + ("" if norm == "linf" else " (L2)")
     heats = [heat_clean, heat_adv] if heat_clean is not None and heat_adv is not None else []
     with plt.rc_context({**STYLE, "axes.grid": False}):
@@ -194,12 +208,12 @@ def plot_gallery(clean: np.ndarray, adv: np.ndarray, meta: dict, path: Path, tit
                                  squeeze=False)
         for j, item in enumerate(items):
             delta = adv[j] - clean[j]
-            scale = max(float(np.abs(delta).max()), 1e-12) if meta.get("norm") == "l2" else eps
-            truth = "FAKE" if item["label"] == 1 else "REAL"
-            fooled = (item["p_adv"] >= 0.5) != (item["label"] == 1)
+            scale = max(float(np.abs(delta).max()), 1e-12) if norm == "l2" else eps
+            truth = "FAKE" if item.label == 1 else "REAL"
+            fooled = (item.p_adv >= 0.5) != (item.label == 1)
             panels = [
-                (_to_image(clean[j]), f"{truth}\np(fake) = {item['p_clean']:.2f}", "#2e7d32"),
-                (_to_image(adv[j]), f"p(fake) = {item['p_adv']:.2f}\n{'FOOLED' if fooled else 'holds'}",
+                (_to_image(clean[j]), f"{truth}\np(fake) = {item.p_clean:.2f}", "#2e7d32"),
+                (_to_image(adv[j]), f"p(fake) = {item.p_adv:.2f}\n{'FOOLED' if fooled else 'holds'}",
                  "#c62828" if fooled else "#2e7d32"),
                 (_to_image(delta / (2 * scale) + 0.5), f"δ × {0.5 / scale:.0f}", "#555555"),
             ]
@@ -218,6 +232,6 @@ def plot_gallery(clean: np.ndarray, adv: np.ndarray, meta: dict, path: Path, tit
         rows = ("clean", "adversarial", "perturbation", "Grad-CAM clean", "Grad-CAM adversarial")
         for i, label in enumerate(rows[:3 + len(heats)]):
             axes[i, 0].set_ylabel(label, fontsize=10)
-        fig.suptitle(title or f"{meta['attack']} at ε = {eps_text}", fontsize=12, fontweight="bold")
+        fig.suptitle(title or f"{meta.attack} at ε = {eps_text}", fontsize=12, fontweight="bold")
         fig.tight_layout(h_pad=1.6)
         return save(fig, path)

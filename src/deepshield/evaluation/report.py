@@ -87,12 +87,12 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "run"
 
 
-def _gallery_file(run: str, res: dict, source: Path | None, out: Path) -> Path | None:
-    """This run's rendered gallery (``gallery.file`` in its folder ``source``), copied into ``out``."""
-    meta = res.get("gallery")
-    if not (meta and meta.get("file")):
+def _gallery_file(run: str, res: EvalResult, out: Path) -> Path | None:
+    """This run's rendered gallery (``gallery.file`` in its folder ``res.out``), copied into ``out``."""
+    meta = res.sweep.gallery
+    if not (meta and meta.file):
         return None
-    src = Path(source or out) / meta["file"]
+    src = Path(res.out or out) / meta.file
     if not src.is_file():
         return None
     if src.parent.resolve() == out.resolve():
@@ -102,27 +102,27 @@ def _gallery_file(run: str, res: dict, source: Path | None, out: Path) -> Path |
     return target
 
 
-def _figures(runs: dict[str, dict], sources: dict[str, Path | None], out: Path) -> dict[str, Path | None]:
+def _figures(runs: dict[str, EvalResult], out: Path) -> dict[str, Path | None]:
     figs: dict[str, Path | None] = {
         "robust": plots.plot_robust_accuracy(runs, out / "robust_accuracy.png"),
         "roc": plots.plot_roc(runs, out / "roc.png"),
         "methods": plots.plot_methods(runs, out / "per_method.png"),
     }
     for run, res in runs.items():
-        figs[f"gallery:{run}"] = _gallery_file(run, res, sources.get(run), out)
+        figs[f"gallery:{run}"] = _gallery_file(run, res, out)
     return figs
 
 
 # --- documents ---------------------------------------------------------------------------------------
 
 
-def _markdown(runs: dict[str, dict], figs: dict, title: str) -> str:
+def _markdown(runs: dict[str, EvalResult], figs: dict, title: str) -> str:
     bad = failed_runs(runs)
     parts = [f"# {title}\n"]
     if bad:
         parts.append(f"> **WARNING: {len(bad)} sanity check(s) FAILED.** {SEVERITY_NOTE}\n>\n" +
-                     "\n".join(f"> - {run}: {c['name']} ({c['detail']})" for run, c in bad) + "\n")
-    elif any(res.get("checks") for res in runs.values()):
+                     "\n".join(f"> - {run}: {c.name} ({c.detail})" for run, c in bad) + "\n")
+    elif any(res.checks for res in runs.values()):
         parts.append("All sanity checks passed.\n")
     parts.append(f"## At a glance\n\n{summary_table(runs)}\n\n*robust*: accuracy under the worst case over "
                  "all attacks (a face counts only if no attack fooled it).\n")
@@ -149,12 +149,18 @@ def _markdown(runs: dict[str, dict], figs: dict, title: str) -> str:
     return "\n".join(parts)
 
 
+def as_read(res: EvalResult) -> EvalResult:
+    """``res`` as its results.json reads back (NaN metrics as None): what ``deepshield report`` renders,
+    so a report written right after an evaluation and one rendered later from its files are the same."""
+    return EvalResult.from_json(json_ready(res.to_json()), out=res.out)
+
+
 def write_report(runs: dict[str, EvalResult], out: Path, title: str = "deepshield robustness report") -> Path:
     """Write report.md, report.html and the PNGs under ``out``; returns the report.md path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    docs = {run: json_ready(res.to_json()) for run, res in runs.items()}
-    figs = _figures(docs, {run: res.out for run, res in runs.items()}, out)
+    docs = {run: as_read(res) for run, res in runs.items()}
+    figs = _figures(docs, out)
     path = write_text_atomic(out / "report.md", _markdown(docs, figs, title))
     write_text_atomic(out / "report.html", render_html(docs, figs, title, time.strftime("%Y-%m-%d %H:%M")))
     return path

@@ -1,13 +1,13 @@
 """Typed results of a robust evaluation; ``to_json``/``from_json`` define the results.json schema.
 
     >>> result, images = sweep(model, data, spec, device)      # SweepResult, GalleryImages | None
-    >>> result.robust[0]["acc"], result.worst_case[0]["acc"]
+    >>> result.robust[0].metrics.acc, result.worst_case[0].metrics.acc
     >>> evaluated = evaluate(cfg)                               # EvalResult
     >>> evaluated.out / "report.html", evaluated.to_json()["clean"]["auc"]
 
-Rows stay plain dicts (``attack``, ``eps``, ``acc``, ``auc`` ... as the report tables read them); the
-report reads results.json files, so what a run writes and what ``deepshield report`` reads are the
-same ``to_json()`` dict. Gallery images are not part of it: they travel apart (``GalleryImages``).
+Rows, metrics, checks and the gallery are the records of :mod:`deepshield.contracts.rows`; the report
+reads results.json files, so what a run writes and what ``deepshield report`` reads are the same
+``to_json()`` dict. Gallery images are not part of it: they travel apart (``GalleryImages``).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from deepshield.config import SweepSpec
+from deepshield.contracts.rows import Check, CorruptionRow, Gallery, Metrics, SweepRow
 from deepshield.errors import DataError
 
 
@@ -54,25 +55,26 @@ class SweepResult:
     """What :func:`deepshield.evaluation.robust.sweep` measured: clean metrics, one row per (attack, ε),
     per-ε worst-case rows, per-sample scores, and the gallery's metadata (``file`` once rendered)."""
 
-    clean: dict[str, Any]
-    robust: list[dict[str, Any]]
-    worst_case: list[dict[str, Any]]
+    clean: Metrics
+    robust: list[SweepRow]
+    worst_case: list[SweepRow]
     spec: SweepSpec
     n: int
     seconds: float
     samples: Samples
-    gallery: dict[str, Any] | None = None
-    reencoded: list[dict[str, Any]] = field(default_factory=list)   # rows after JPEG/H.264 re-encoding
-    transfer: list[dict[str, Any]] = field(default_factory=list)    # rows crafted on a surrogate model
-    corruptions: list[dict[str, Any]] = field(default_factory=list)  # clean rows under natural corruptions
+    gallery: Gallery | None = None
+    reencoded: list[SweepRow] = field(default_factory=list)      # rows after JPEG/H.264 re-encoding
+    transfer: list[SweepRow] = field(default_factory=list)       # rows crafted on a surrogate model
+    corruptions: list[CorruptionRow] = field(default_factory=list)  # clean rows under natural corruptions
 
     def to_json(self) -> dict[str, Any]:
-        d = {"clean": self.clean, "robust": self.robust, "worst_case": self.worst_case,
-             "reencoded": self.reencoded, "transfer": self.transfer, "corruptions": self.corruptions,
+        d = {"clean": self.clean.to_json(), "robust": _rows_json(self.robust),
+             "worst_case": _rows_json(self.worst_case), "reencoded": _rows_json(self.reencoded),
+             "transfer": _rows_json(self.transfer), "corruptions": _rows_json(self.corruptions),
              "spec": self.spec.to_dict(), "n": self.n, "seconds": self.seconds,
              "samples": self.samples.to_json()}
         if self.gallery is not None:
-            d["gallery"] = self.gallery
+            d["gallery"] = self.gallery.to_json()
         return d
 
     @classmethod
@@ -80,12 +82,25 @@ class SweepResult:
         """Parse the sweep part of a results.json dict; ``DataError`` naming ``source`` if it is not one."""
         if not isinstance(d, dict) or "clean" not in d or "robust" not in d:
             raise DataError(f"{source} is not a 'deepshield evaluate' results.json (no clean/robust keys)")
-        return cls(clean=d["clean"], robust=list(d["robust"]), worst_case=list(d.get("worst_case", [])),
-                   spec=SweepSpec.from_dict(d.get("spec", {})), n=int(d.get("n", d["clean"].get("n", 0))),
+        spec = SweepSpec.from_dict(d.get("spec", {}))
+
+        def rows(key: str) -> list[SweepRow]:
+            return [SweepRow.from_json(r, f"{source} {key}[{i}]", spec.norm)
+                    for i, r in enumerate(d.get(key, []))]
+
+        clean = Metrics.from_json(d["clean"], f"{source} clean")
+        return cls(clean=clean, robust=rows("robust"), worst_case=rows("worst_case"), spec=spec,
+                   n=int(d.get("n", clean.n)),
                    seconds=float(d.get("sweep_seconds", d.get("seconds", 0.0)) or 0.0),
-                   samples=Samples.from_json(d.get("samples", {})), gallery=d.get("gallery"),
-                   reencoded=list(d.get("reencoded", [])), transfer=list(d.get("transfer", [])),
-                   corruptions=list(d.get("corruptions", [])))
+                   samples=Samples.from_json(d.get("samples", {})),
+                   gallery=Gallery.from_json(d["gallery"], f"{source} gallery") if d.get("gallery") else None,
+                   reencoded=rows("reencoded"), transfer=rows("transfer"),
+                   corruptions=[CorruptionRow.from_json(r, f"{source} corruptions[{i}]")
+                                for i, r in enumerate(d.get("corruptions", []))])
+
+
+def _rows_json(rows: list[SweepRow] | list[CorruptionRow]) -> list[dict[str, Any]]:
+    return [r.to_json() for r in rows]
 
 
 @dataclass
@@ -121,7 +136,7 @@ class EvalResult:
     (results.json ``cross_dataset``, written only when there are some)."""
 
     sweep: SweepResult
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
     run: str = ""
     checkpoint: str = ""
     dataset: str = ""
@@ -137,7 +152,8 @@ class EvalResult:
 
     def to_json(self) -> dict[str, Any]:
         """The results.json dict (sweep fields at the top level, ``seconds`` = the whole evaluation)."""
-        d = {**self.sweep.to_json(), "sweep_seconds": self.sweep.seconds, "checks": self.checks,
+        d = {**self.sweep.to_json(), "sweep_seconds": self.sweep.seconds,
+             "checks": [c.to_json() for c in self.checks],
              "run": self.run, "checkpoint": self.checkpoint, "dataset": self.dataset, "model": self.model,
              "device": self.device, "train_config": self.train_config, "threat": self.threat,
              "seconds": self.seconds,
@@ -151,7 +167,9 @@ class EvalResult:
     @classmethod
     def from_json(cls, d: dict[str, Any], source: str = "results.json",
                   out: Path | None = None) -> EvalResult:
-        return cls(sweep=SweepResult.from_json(d, source), checks=list(d.get("checks", [])),
+        sweep = SweepResult.from_json(d, source)
+        checks = [Check.from_json(c, f"{source} checks[{i}]") for i, c in enumerate(d.get("checks", []))]
+        return cls(sweep=sweep, checks=checks,
                    run=str(d.get("run", "")), checkpoint=str(d.get("checkpoint", "")),
                    dataset=str(d.get("dataset", "")), model=str(d.get("model", "")),
                    device=str(d.get("device", "")), train_config=dict(d.get("train_config", {})),
@@ -162,8 +180,8 @@ class EvalResult:
                           for i, c in enumerate(d.get("cross_dataset") or [])])
 
     @property
-    def failed_checks(self) -> list[dict[str, Any]]:
-        return [c for c in self.checks if not c["passed"]]
+    def failed_checks(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
 
 
 __all__ = ["DatasetEval", "EvalResult", "GalleryImages", "Samples", "SweepResult"]

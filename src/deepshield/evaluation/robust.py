@@ -18,7 +18,7 @@ sits just across the threshold, so they are an upper bound of what a loss-maximi
 under attack).
 
     >>> result, images = sweep(model, dataset, SweepSpec(attacks=("pgd", "square"), eps=(4/255,)), device)
-    >>> result.robust[0]["acc"], result.worst_case[0]["acc"]
+    >>> result.robust[0].metrics.acc, result.worst_case[0].metrics.acc
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepshield.attacks import ITERATIVE, Attack, attacks_of_kind, build_eval_attack
 from deepshield.config import SweepSpec
+from deepshield.contracts.rows import Gallery, GalleryItem, Metrics, SweepRow
 from deepshield.evaluation.formatting import row_key
 from deepshield.evaluation.metrics import detection_metrics, sample_methods
 from deepshield.evaluation.results import GalleryImages, Samples, SweepResult
@@ -113,13 +114,22 @@ def worst_case(labels: np.ndarray, scores: Sequence[np.ndarray]) -> np.ndarray:
     return np.where(labels == 1, stack.min(0), stack.max(0))
 
 
+@dataclass(frozen=True)
+class _Face:
+    """A gallery face: its metadata and its clean and attacked images ([C, H, W] in [0, 1])."""
+
+    item: GalleryItem
+    clean: np.ndarray
+    adv: np.ndarray
+
+
 class _Gallery:
     """The first correctly classified samples of each class, for the report's gallery: real, fake, real,
     ... when both classes have enough, topped up from the other class when one has too few."""
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.by_class: dict[int, list] = {0: [], 1: []}
+        self.by_class: dict[int, list[_Face]] = {0: [], 1: []}
 
     def full(self) -> bool:
         return all(len(v) >= (self.n + 1) // 2 for v in self.by_class.values())
@@ -128,11 +138,13 @@ class _Gallery:
         for i in range(len(y)):
             label = int(y[i])
             if len(self.by_class[label]) < self.n and int(p_clean[i] >= 0.5) == label:
-                self.by_class[label].append((start + i, label, float(p_clean[i]), float(p_adv[i]),
-                                             x[i].cpu().float().numpy(), x_adv[i].cpu().float().numpy()))
+                item = GalleryItem(index=start + i, label=label, p_clean=float(p_clean[i]),
+                                   p_adv=float(p_adv[i]))
+                self.by_class[label].append(_Face(item, clean=x[i].cpu().float().numpy(),
+                                                  adv=x_adv[i].cpu().float().numpy()))
 
     @property
-    def items(self) -> list:
+    def faces(self) -> list[_Face]:
         real, fake = self.by_class[0], self.by_class[1]
         k = min(len(real), len(fake), self.n // 2)
         paired = [item for pair in zip(real[:k], fake[:k], strict=True) for item in pair]
@@ -186,11 +198,7 @@ def sweep(model: nn.Module, data: Dataset, spec: SweepSpec, device: torch.device
             reuse = _Reuse(x, p_clean, seen, spec) if spec.reuse and spec.early_stop else None
             for k in keys:
                 t0 = time.perf_counter()
-                if reuse is None:
-                    x_adv, p_adv = attack_correct(model, x, y, attacks[k], p_clean,
-                                                  only_correct=spec.early_stop, attack_model=attack_model)
-                else:
-                    x_adv, p_adv = reuse.attack(model, x, y, attacks[k], attack_model)
+                x_adv, p_adv = _attack_batch(model, x, y, attacks[k], p_clean, spec, reuse, attack_model)
                 seconds[k] += time.perf_counter() - t0
                 for c, fn in channels.items():
                     through[(k, c)].append(fake_probs(model, fn(x_adv)).cpu().numpy())
@@ -207,11 +215,21 @@ def sweep(model: nn.Module, data: Dataset, spec: SweepSpec, device: torch.device
             seen += len(y)
     rows_order = [(a, e) for a in spec.attacks for e in eps_list]
     result, images = _assemble(data, spec, rows_order, clean, labels, vids if has_vids else None, adv,
-                               seconds,
-                               attacked, gallery, gallery_key, time.perf_counter() - start)
+                               seconds, attacked, gallery, gallery_key, time.perf_counter() - start)
     result.reencoded = _reencoded_rows(result, through, np.concatenate(correct) if correct else np.zeros(0),
                                        spec)
     return result, images
+
+
+def _attack_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack, p_clean: torch.Tensor,
+                  spec: SweepSpec, reuse: _Reuse | None,
+                  attack_model: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One key's (x_adv, P(fake) on it) for a batch: through the cascade (``reuse``), or independently
+    (the correct faces with early stop, else every face)."""
+    if reuse is None:
+        return attack_correct(model, x, y, attack, p_clean, only_correct=spec.early_stop,
+                              attack_model=attack_model)
+    return reuse.attack(model, x, y, attack, attack_model)
 
 
 def cascade_order(attacks: tuple[str, ...]) -> list[str]:
@@ -260,7 +278,17 @@ class _Reuse:
         return x_adv, p_adv
 
 
-def _reencoded_rows(result: SweepResult, through: dict, correct: np.ndarray, spec: SweepSpec) -> list[dict]:
+def measured_row(attack: str, eps: float, norm: str, key: str, labels: np.ndarray, probs: np.ndarray,
+                 video_ids: list[str] | None, methods: list[str] | None, **extra) -> SweepRow:
+    """The sweep row of the P(fake) scores ``probs`` at (``attack``, ``eps``), stored under ``key``:
+    detection metrics (per video and method when ``video_ids``/``methods`` are given) and ``extra``, the
+    fields of its kind of row (``seconds``, ``channel``, ``transfer_from`` ...; see ``SweepRow``)."""
+    metrics = Metrics.from_json(detection_metrics(labels, probs, video_ids, methods))
+    return SweepRow(attack, eps, norm, key, metrics, **extra)
+
+
+def _reencoded_rows(result: SweepResult, through: dict, correct: np.ndarray,
+                    spec: SweepSpec) -> list[SweepRow]:
     """Per (attack, ε) and channel: metrics after re-encoding, and the attack's success rate (attacked
     samples misclassified) before and after it. ``clean`` rows: what re-encoding alone does."""
     labels = np.asarray(result.samples.labels, dtype=int)
@@ -271,13 +299,13 @@ def _reencoded_rows(result: SweepResult, through: dict, correct: np.ndarray, spe
         base = "clean" if attack == "clean" else row_key(attack, eps, spec.norm)
         key = f"{base}|{channel}"
         result.samples.scores[key] = probs.tolist()
-        row = {"attack": attack, "eps": eps, "eps_255": round(eps * 255, 3), "norm": spec.norm, "key": key,
-               "channel": channel, **detection_metrics(labels, probs, vids, methods)}
+        success = {}
         if attack != "clean" and correct.any():
             before = np.asarray(result.samples.scores[base])
-            row["success_before"] = float((~robust_mask(labels, before))[correct].mean())
-            row["success"] = float((~robust_mask(labels, probs))[correct].mean())
-        rows.append(row)
+            success = {"success_before": float((~robust_mask(labels, before))[correct].mean()),
+                       "success": float((~robust_mask(labels, probs))[correct].mean())}
+        rows.append(measured_row(attack, eps, spec.norm, key, labels, probs, vids, methods, channel=channel,
+                                 **success))
     return rows
 
 
@@ -289,34 +317,29 @@ def _assemble(data, spec, keys, clean, labels, vids, adv, seconds, attacked, gal
     labels = cat(labels).astype(int)
     methods = sample_methods(labels, vids, getattr(data, "video_methods", None))
     clean = cat(clean)
-
-    def row(attack: str, eps: float, key: str) -> dict:
-        return {"attack": attack, "eps": eps, "eps_255": round(eps * 255, 3), "norm": spec.norm, "key": key,
-                **detection_metrics(labels, scores[key], vids, methods)}
-
     scores = {"clean": clean}
     rows = []
     for attack, eps in keys:
         key = row_key(attack, eps, spec.norm)
         scores[key] = cat(adv[(attack, eps)])
-        rows.append({**row(attack, eps, key), "seconds": seconds[(attack, eps)],
-                     "attacked": attacked[(attack, eps)]})
+        rows.append(measured_row(attack, eps, spec.norm, key, labels, scores[key], vids, methods,
+                                 seconds=seconds[(attack, eps)], attacked=attacked[(attack, eps)]))
     worst = []
     if len(spec.attacks) > 1:
         for eps in sorted({e for _, e in keys}):
             key = row_key("worst-case", eps, spec.norm)
             scores[key] = worst_case(labels, [scores[row_key(a, eps, spec.norm)] for a in spec.attacks])
-            worst.append({**row("worst-case", eps, key), "attacks": list(spec.attacks)})
-    items = gallery.items if gallery_key is not None else []
+            worst.append(measured_row("worst-case", eps, spec.norm, key, labels, scores[key], vids, methods,
+                                      attacks=tuple(spec.attacks)))
+    faces = gallery.faces if gallery_key is not None else []
     meta, images = None, None
-    if items:
-        meta = {"attack": gallery_key[0], "eps": gallery_key[1], "norm": spec.norm,
-                "items": [{"index": i, "label": lab, "p_clean": pc, "p_adv": pa}
-                          for i, lab, pc, pa, *_ in items]}
-        images = GalleryImages(clean=np.stack([it[4] for it in items]),
-                               adv=np.stack([it[5] for it in items]))
+    if faces:
+        meta = Gallery(attack=gallery_key[0], eps=gallery_key[1], norm=spec.norm,
+                       items=tuple(f.item for f in faces))
+        images = GalleryImages(clean=np.stack([f.clean for f in faces]), adv=np.stack([f.adv for f in faces]))
     samples = Samples(labels=labels.tolist(), video_ids=vids, methods=methods,
                       scores={k: v.tolist() for k, v in scores.items()})
-    result = SweepResult(clean=detection_metrics(labels, clean, vids, methods), robust=rows, worst_case=worst,
-                         spec=spec, n=int(len(labels)), seconds=total_s, samples=samples, gallery=meta)
+    metrics = Metrics.from_json(detection_metrics(labels, clean, vids, methods))
+    result = SweepResult(clean=metrics, robust=rows, worst_case=worst, spec=spec, n=int(len(labels)),
+                         seconds=total_s, samples=samples, gallery=meta)
     return result, images

@@ -22,10 +22,18 @@ from torch.utils.data import DataLoader, Dataset
 
 from deepshield.attacks import ATTACKS, BLACK_BOX
 from deepshield.config import SweepSpec
+from deepshield.contracts.rows import CorruptionRow, Metrics, SweepRow
 from deepshield.errors import ConfigError
 from deepshield.evaluation.formatting import row_key
 from deepshield.evaluation.metrics import detection_metrics, sample_methods
-from deepshield.evaluation.robust import attack_correct, eval_mode, fake_probs, make_attack, robust_mask
+from deepshield.evaluation.robust import (
+    attack_correct,
+    eval_mode,
+    fake_probs,
+    make_attack,
+    measured_row,
+    robust_mask,
+)
 from deepshield.training.loops import split_batch
 
 Channel = Callable[[torch.Tensor], torch.Tensor]
@@ -63,7 +71,7 @@ class Resized(nn.Module):
 
 
 def transfer_rows(model: nn.Module, surrogate: nn.Module, data: Dataset, spec: SweepSpec,
-                  device: torch.device, surrogate_name: str, batch_size: int = 128) -> list[dict]:
+                  device: torch.device, surrogate_name: str, batch_size: int = 128) -> list[SweepRow]:
     """Per gradient attack of ``spec`` and ε: crafted on ``surrogate``, scored on ``model``. Only faces
     the evaluated model gets right are attacked; ``success`` is the share of those it then gets wrong."""
     names = [a for a in spec.attacks if ATTACKS[a].kind != BLACK_BOX]
@@ -88,15 +96,14 @@ def transfer_rows(model: nn.Module, surrogate: nn.Module, data: Dataset, spec: S
     rows = []
     for (attack, eps), parts in scores.items():
         probs = np.concatenate(parts)
-        rows.append({"attack": attack, "eps": eps, "eps_255": round(eps * 255, 3), "norm": spec.norm,
-                     "key": f"transfer:{row_key(attack, eps, spec.norm)}", "transfer_from": surrogate_name,
-                     **detection_metrics(lab, probs, vids, methods),
-                     "success": float((~robust_mask(lab, probs))[ok].mean()) if ok.any() else float("nan")})
+        success = float((~robust_mask(lab, probs))[ok].mean()) if ok.any() else float("nan")
+        rows.append(measured_row(attack, eps, spec.norm, f"transfer:{row_key(attack, eps, spec.norm)}", lab,
+                                 probs, vids, methods, transfer_from=surrogate_name, success=success))
     return rows
 
 
 def corruption_rows(model: nn.Module, data: Dataset, device: torch.device, names: list[str] | None = None,
-                    batch_size: int = 128, seed: int = 0) -> list[dict]:
+                    batch_size: int = 128, seed: int = 0) -> list[CorruptionRow]:
     """Clean metrics of ``model`` on ``data`` under each natural corruption (all registered by default)."""
     from deepshield.threats.corruptions import CORRUPTIONS, build_corruption
 
@@ -115,7 +122,8 @@ def corruption_rows(model: nn.Module, data: Dataset, device: torch.device, names
             vids = None if v is None or vids is None else [*vids, *map(str, v)]
     lab = np.concatenate(labels).astype(int) if labels else np.zeros(0, dtype=int)
     methods = sample_methods(lab, vids, getattr(data, "video_methods", None))
-    return [{"name": n, **detection_metrics(lab, np.concatenate(p), vids, methods)} for n, p in probs.items()]
+    return [CorruptionRow(n, Metrics.from_json(detection_metrics(lab, np.concatenate(p), vids, methods)))
+            for n, p in probs.items()]
 
 
 __all__ = ["Resized", "build_channels", "corruption_rows", "transfer_rows"]

@@ -18,9 +18,8 @@ from deepshield.models.activations import ACTIVATIONS, swap_activation
 
 # Importing the model files registers their models.
 from deepshield.models.backbones import Backbone, build_backbone, is_timm_model
-from deepshield.models.normalize import Normalize
-from deepshield.models.parts import STAGE_SPLITTERS, ModelParts, model_parts, register_stages
-from deepshield.models.pretrained import LoadReport, PretrainedError, imagenet_weights, load_pretrained
+from deepshield.models.parts import STAGE_SPLITTERS, model_parts
+from deepshield.models.pretrained import PretrainedError, imagenet_weights, load_pretrained
 from deepshield.models.registry import MODELS, register_model
 from deepshield.models.small_cnn import SmallCNN
 
@@ -54,6 +53,6 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["ACTIVATIONS", "MODELS", "STAGE_SPLITTERS", "Backbone", "LoadReport", "ModelParts", "Normalize",
-           "PretrainedError", "SmallCNN", "build_model", "count_parameters", "imagenet_weights",
-           "load_pretrained", "model_parts", "register_model", "register_stages", "swap_activation"]
+__all__ = ["ACTIVATIONS", "MODELS", "STAGE_SPLITTERS", "Backbone", "PretrainedError", "SmallCNN",
+           "build_model", "count_parameters", "imagenet_weights", "load_pretrained", "model_parts",
+           "register_model", "swap_activation"]

@@ -90,6 +90,12 @@ def create_app(cfg: ServeConfig, predictor: Any | None = None, hosts: list[str] 
         return response
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _add_routes(app, service, cfg)
+    return app
+
+
+def _add_routes(app: FastAPI, service: Service, cfg: ServeConfig) -> None:
+    """The page and the JSON API: health, model card, predict, job status."""
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -124,8 +130,6 @@ def create_app(cfg: ServeConfig, predictor: Any | None = None, hosts: list[str] 
         if job is None:
             return error(404, f"no job {job_id[:40]!r}: it never existed or its result expired; upload again")
         return JSONResponse(job.to_json(service.queue.position(job)))
-
-    return app
 
 
 async def _predict(service: Service, request: Request, wait: bool, model: str | None = None) -> JSONResponse:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from deepshield.contracts.alarm import AlarmReport
 from deepshield.models.zoo import BUNDLED, WEIGHTS_DIR
 
 GALLERY = 12
@@ -85,6 +86,10 @@ def _overlay():
     return overlay
 
 
+def _alarm_json(report: AlarmReport | None) -> dict | None:
+    return None if report is None else jsonable(report.to_json())
+
+
 def jsonable(value: Any) -> Any:
     """``value`` with numpy scalars and arrays, and tuples, turned into plain JSON types."""
     if isinstance(value, dict):
@@ -110,7 +115,7 @@ def result_json(result: Any, model: dict[str, Any], threshold: float, filename: 
                       "p_fake": round(f.p_fake, 4)} for f in result.faces],
         "no_face_frames": [{"frame": int(i), "t": round(float(t), 3)} for i, t in no_face],
         "faces": _faces(result, _overlay()),
-        "alarm": jsonable(getattr(result, "alarm", None)),
+        "alarm": _alarm_json(getattr(result, "alarm", None)),
         "model": model, "warnings": list(warnings or []), "seconds": round(seconds, 2),
     }
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from deepshield.config import PredictConfig, ServeConfig
 from deepshield.data.video import IMAGE_EXTENSIONS
+from deepshield.models.zoo import BUNDLED
 from deepshield.serve.jobs import Job, JobFailed, JobQueue
 from deepshield.serve.payload import model_info, result_json
 
@@ -44,6 +45,16 @@ class DetectorWatch:
         return getattr(self.inner, name)
 
 
+def model_choices(cfg: ServeConfig) -> tuple[str, ...]:
+    """The models a request may name: ``cfg.checkpoint`` first, then ``cfg.models`` (None: the bundled
+    ones whose files are installed)."""
+    if cfg.models is None:
+        extra = tuple(name for name, path in BUNDLED.items() if path.is_file())
+    else:
+        extra = cfg.models
+    return tuple(dict.fromkeys((cfg.checkpoint, *extra)))
+
+
 def predict_config(cfg: ServeConfig, checkpoint: str | None = None) -> PredictConfig:
     """The ``deepshield predict`` settings the server runs ``checkpoint`` (default: cfg's) with."""
     known = {f.name for f in fields(PredictConfig)}
@@ -57,13 +68,13 @@ class UnknownModel(ValueError):
 
 
 class Service:
-    """The loaded ``Predictor`` of each model a request may pick (``cfg.choices()``; the first loaded at
+    """The loaded ``Predictor`` of each model a request may pick (:func:`model_choices`; the first loaded at
     start, the others on first use; pass one in to share it, e.g. in tests), a ``JobQueue`` and the
     models' info."""
 
     def __init__(self, cfg: ServeConfig, predictor: Any | None = None) -> None:
         self.cfg = cfg
-        self.choices = cfg.choices() if predictor is None else (cfg.checkpoint,)
+        self.choices = model_choices(cfg) if predictor is None else (cfg.checkpoint,)
         self.predictors: dict[str, Any] = {}
         self.watches: dict[str, DetectorWatch] = {}
         self.models: dict[str, dict[str, Any]] = {}
@@ -116,7 +127,7 @@ class Service:
         job.stage = "loading the model"
         name, predictor = self.predictor_for(model)
         watch = self.watches[name]
-        frames = getattr(getattr(predictor, "settings", None), "frames", None)
+        frames = getattr(getattr(predictor, "settings", None), "frames_per_video", None)
         job.frames_total = 1 if media.suffix in IMAGE_EXTENSIONS else frames
         job.stage = "reading the file"
         watch.job = job
@@ -135,7 +146,7 @@ class Service:
                 "max_upload_bytes": self.cfg.max_upload_bytes,
                 "queue": {"active": self.queue.active, "limit": self.queue.limit},
                 "job_timeout_s": self.cfg.job_timeout,
-                "frames": getattr(getattr(self.predictor, "settings", None), "frames", None),
+                "frames": getattr(getattr(self.predictor, "settings", None), "frames_per_video", None),
                 "explain": self.explains, "check_attack": self.checks_attack}
 
 

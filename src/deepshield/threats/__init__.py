@@ -5,15 +5,13 @@ from __future__ import annotations
 from deepshield.threats.defenses import (
     DEFENSES,
     DefendedModel,
-    Defense,
     EnsembleModel,
     bpda,
     build_defense,
-    defense_help,
     parse_defenses,
     register_defense,
 )
 from deepshield.threats.eot import EOTAttack, EOTModel, is_randomized
 
-__all__ = ["DEFENSES", "DefendedModel", "Defense", "EOTAttack", "EOTModel", "EnsembleModel", "bpda",
-           "build_defense", "defense_help", "is_randomized", "parse_defenses", "register_defense"]
+__all__ = ["DEFENSES", "DefendedModel", "EOTAttack", "EOTModel", "EnsembleModel", "bpda", "build_defense",
+           "is_randomized", "parse_defenses", "register_defense"]

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from deepshield.contracts.alarm import AlarmReport
 from deepshield.errors import ConfigError
 from deepshield.threats.defenses import build_defense
 
@@ -93,12 +94,10 @@ class AttackAlarm:
         deltas = np.stack([np.abs(log_odds(q) - log_odds(p)) for q in probed.values()])
         return deltas.max(0), probed
 
-    def check(self, score_fn: ScoreFn, crops: Sequence[np.ndarray], p: np.ndarray | None = None) -> dict:
-        """``{"score", "threshold", "flagged", "probes", "details"}`` for one input's face crops.
-
-        ``score``: mean per-face score; ``details``: per-probe mean |Δ p(fake)| and |Δ log-odds|, and
-        the per-face scores.
-        """
+    def check(self, score_fn: ScoreFn, crops: Sequence[np.ndarray],
+              p: np.ndarray | None = None) -> AlarmReport:
+        """The alarm's report on one input's face crops (mean per-face score, per-probe mean |Δ p(fake)|
+        and |Δ log-odds|, the per-face scores)."""
         if not len(crops):
             raise ConfigError("the attack alarm needs at least one face crop")
         p = np.asarray(score_fn(list(crops)) if p is None else p, dtype=np.float64)
@@ -108,19 +107,10 @@ class AttackAlarm:
         def mean_change(f) -> dict[str, float]:
             return {s: round(float(np.abs(f(q) - f(p)).mean()), 4) for s, q in probed.items()}
 
-        return {"score": round(score, 4), "threshold": self.threshold, "flagged": score > self.threshold,
-                "probes": list(self.probes),
-                "details": {"mean_change_p": mean_change(lambda v: v),
-                            "mean_change_log_odds": mean_change(log_odds),
-                            "face_scores": [round(float(v), 4) for v in faces]}}
-
-
-def format_alarm(path: str, report: dict) -> str:
-    """One line for the terminal: the input, its alarm score against the threshold, the decision."""
-    verdict = ("ABSTAIN: looks adversarially perturbed, its score is not trusted" if report["flagged"]
-               else "no sign of an attack")
-    op = ">" if report["flagged"] else "<="
-    return f"attack alarm: {path}: score {report['score']:.3f} {op} {report['threshold']:.3f}: {verdict}"
+        return AlarmReport(score=round(score, 4), threshold=self.threshold, flagged=score > self.threshold,
+                           probes=tuple(self.probes), mean_change_p=mean_change(lambda v: v),
+                           mean_change_log_odds=mean_change(log_odds),
+                           face_scores=tuple(round(float(v), 4) for v in faces))
 
 
 def calibrate(clean_scores: Sequence[float] | np.ndarray, far: float = DEFAULT_FAR) -> float:
@@ -132,5 +122,5 @@ def calibrate(clean_scores: Sequence[float] | np.ndarray, far: float = DEFAULT_F
     return float(np.quantile(scores, 1 - far, method="higher"))
 
 
-__all__ = ["DEFAULT_FAR", "DEFAULT_PROBES", "DEFAULT_THRESHOLD", "AttackAlarm", "ScoreFn", "calibrate",
-           "format_alarm", "log_odds", "probe_crops"]
+__all__ = ["DEFAULT_FAR", "DEFAULT_PROBES", "DEFAULT_THRESHOLD", "AlarmReport", "AttackAlarm", "ScoreFn",
+           "calibrate", "log_odds", "probe_crops"]

@@ -13,16 +13,13 @@ None = a fresh one seeded 0). Adding a family is one decorated function:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from functools import partial
 
 import torch
-import torch.nn.functional as F
-from torchvision.transforms.v2.functional import gaussian_blur
 
+from deepshield.data import degrade
 from deepshield.registry import Registry
-from deepshield.threats.reencode import jpeg_roundtrip
 
 Corruption = Callable[[torch.Tensor, torch.Generator | None], torch.Tensor]
 CORRUPTIONS: Registry[Corruption] = Registry("corruption")
@@ -48,31 +45,13 @@ def build_corruption(name: str) -> Corruption:
 @register_corruption({"jpeg30": 30, "jpeg50": 50, "jpeg70": 70, "jpeg90": 90})
 def jpeg(x: torch.Tensor, generator: torch.Generator | None, level: int) -> torch.Tensor:
     """Real JPEG (PIL, 4:2:0) at quality ``level``."""
-    return jpeg_roundtrip(x, int(level))
+    return degrade.jpeg_roundtrip(x, int(level))
 
 
-@register_corruption({"blur1": 1.0, "blur2": 2.0})
-def blur(x: torch.Tensor, generator: torch.Generator | None, level: float) -> torch.Tensor:
-    """Gaussian blur, sigma ``level`` px (kernel 2*ceil(3 sigma)+1, reflected borders)."""
-    size = 2 * math.ceil(3 * level) + 1
-    return gaussian_blur(x, [size, size], [level, level]).clamp(0, 1)
-
-
-@register_corruption({"noise0.02": 0.02, "noise0.05": 0.05})
-def noise(x: torch.Tensor, generator: torch.Generator | None, level: float) -> torch.Tensor:
-    """Additive Gaussian noise, std ``level`` in [0, 1] pixel units, clamped to [0, 1]."""
-    generator = generator if generator is not None else torch.Generator().manual_seed(0)
-    draw = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype)
-    return (x + level * draw.to(x.device)).clamp(0, 1)
-
-
-@register_corruption({"down0.5": 0.5})
-def downscale(x: torch.Tensor, generator: torch.Generator | None, level: float) -> torch.Tensor:
-    """Downscale by ``level`` (bilinear, antialiased) and back up to the input size (bilinear)."""
-    h, w = x.shape[-2:]
-    small = F.interpolate(x, size=(max(1, round(h * level)), max(1, round(w * level))), mode="bilinear",
-                          antialias=True, align_corners=False)
-    return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False).clamp(0, 1)
+# Capture and resizing: the same functions training's platform augmentations apply (data.degrade).
+blur = register_corruption({"blur1": 1.0, "blur2": 2.0})(degrade.blur)
+noise = register_corruption({"noise0.02": 0.02, "noise0.05": 0.05})(degrade.noise)
+downscale = register_corruption({"down0.5": 0.5})(degrade.downscale)
 
 
 __all__ = ["CORRUPTIONS", "Corruption", "blur", "build_corruption", "downscale", "jpeg", "noise",

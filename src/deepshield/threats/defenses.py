@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from deepshield.errors import ConfigError, unknown_name
+from deepshield.errors import ConfigError
 from deepshield.registry import Registry
 
 
@@ -211,9 +211,7 @@ class Noise(Defense):
 def build_defense(spec: str, seed: int | None = None) -> Defense:
     """A defense from ``"name"`` or ``"name:value"`` (``"jpeg:75"``); ``seed`` seeds a random one."""
     name, _, text = spec.strip().partition(":")
-    if name not in DEFENSES:
-        raise unknown_name("defense", name, DEFENSES)
-    cls = DEFENSES[name]
+    cls = DEFENSES.lookup(name)
     kwargs: dict[str, object] = {}
     if text:
         try:

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from deepshield.errors import ConfigError
+from deepshield.runtime import eval_mode
 
 
 class EOTModel(nn.Module):
@@ -50,21 +51,17 @@ def is_randomized(model: nn.Module, x: torch.Tensor, tries: int = 2, atol: float
     modules hold are restored, so checking does not change later results."""
     if tries < 2:
         raise ConfigError(f"is_randomized needs tries >= 2 passes to compare, got {tries}")
-    modes = [m.training for m in model.modules()]
     gens = _generators(model)
     gen_states = [g.get_state() for g in gens]
     cpu_state = torch.get_rng_state()
     cuda = x.is_cuda and torch.cuda.is_available()
     cuda_state = torch.cuda.get_rng_state(x.device) if cuda else None
     try:
-        model.eval()
-        with torch.no_grad():
+        with eval_mode(model), torch.no_grad():
             first = model(x).float()
             return any(not torch.allclose(model(x).float(), first, rtol=0, atol=atol)
                        for _ in range(tries - 1))
     finally:
-        for m, mode in zip(model.modules(), modes, strict=True):
-            m.training = mode
         for g, state in zip(gens, gen_states, strict=True):
             g.set_state(state)
         torch.set_rng_state(cpu_state)

@@ -15,7 +15,6 @@ Tensors are (N, 3, H, W) RGB in [0, 1], any H and W; frames are HxWx3 RGB uint8.
 
 from __future__ import annotations
 
-import io
 import math
 from fractions import Fraction
 from functools import lru_cache
@@ -25,9 +24,8 @@ import av
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from deepshield.data.degrade import check_images, h264_roundtrip, jpeg_roundtrip, pad_even
 from deepshield.data.video import CorruptVideoError, upright
 from deepshield.errors import ConfigError, MissingFileError
 from deepshield.io import atomic_write
@@ -64,11 +62,6 @@ CRF_TO_JPEG_QUALITY: dict[int, int] = {
     0: 94, 10: 89, 14: 86, 18: 78, 20: 69, 23: 47, 26: 28, 28: 22, 30: 17, 33: 13, 36: 10, 40: 7,
     45: 5, 51: 3,
 }
-
-
-def _check_images(x: torch.Tensor, what: str) -> None:
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise ConfigError(f"{what} takes images (N, 3, H, W) in [0, 1]; got shape {tuple(x.shape)}")
 
 
 def quant_tables(quality: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,7 +124,7 @@ def jpeg_diff(x: torch.Tensor, quality: int) -> torch.Tensor:
     shape in [0, 1], on the 1/255 grid; gradients flow to x. Mean absolute difference to PIL's JPEG, in
     0..255 units: 0.7-1.2 at quality 30-95, up to 1.6 at quality 10 (photos and synthetic faces).
     """
-    _check_images(x, "jpeg_diff")
+    check_images(x, "jpeg_diff")
     luma_q, chroma_q = quant_tables(quality)
     h, w = x.shape[-2:]
     x = F.pad(x, (0, -w % 16, 0, -h % 16), mode="replicate") * 255
@@ -147,80 +140,6 @@ def jpeg_diff(x: torch.Tensor, quality: int) -> torch.Tensor:
     cb, cr = (chroma - 128).unbind(1)
     rgb = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1)
     return _sample(rgb)[..., :h, :w] / 255
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) in [0, 1] -> (N, H, W, 3) uint8 (rounded)."""
-    return (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def from_uint8(frames: np.ndarray | list[np.ndarray], like: torch.Tensor) -> torch.Tensor:
-    """(N, H, W, 3) uint8 -> (N, 3, H, W) in [0, 1] on ``like``'s device and dtype."""
-    arr = torch.from_numpy(np.ascontiguousarray(np.stack(frames)))
-    return arr.permute(0, 3, 1, 2).to(like.device, like.dtype) / 255
-
-
-@torch.no_grad()
-def jpeg_roundtrip(x: torch.Tensor, quality: int) -> torch.Tensor:
-    """Real JPEG (PIL/libjpeg, 4:2:0, ``quality`` 1..100) of each image in x (N, 3, H, W) in [0, 1]; no
-    gradient."""
-    _check_images(x, "jpeg_roundtrip")
-    quant_tables(quality)  # validates quality
-    out = []
-    for image in to_uint8(x):
-        buf = io.BytesIO()
-        Image.fromarray(image).save(buf, format="JPEG", quality=int(quality))
-        buf.seek(0)
-        with Image.open(buf) as img:
-            out.append(np.asarray(img.convert("RGB")))
-    return from_uint8(out, x)
-
-
-def _pad_even(frames: np.ndarray) -> np.ndarray:
-    """(N, H, W, 3) edge-padded to even H and W (yuv420p needs them)."""
-    h, w = frames.shape[1:3]
-    return np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-
-
-def _x264_stream(frames: np.ndarray, crf: int) -> list[np.ndarray]:
-    """Encode (N, H, W, 3) uint8 frames (even H, W) as one libx264 stream at ``crf`` and decode it."""
-    if not 0 <= int(crf) <= 51:
-        raise ConfigError(f"H.264 CRF must be in 0..51 (lower = better quality), got {crf}")
-    enc = av.CodecContext.create("libx264", "w")
-    enc.height, enc.width = frames.shape[1:3]
-    enc.pix_fmt, enc.time_base = "yuv420p", Fraction(1, 25)
-    # One thread: x264's output depends on its thread count; this keeps results equal across machines.
-    enc.options = {"crf": str(int(crf)), "preset": "medium", "threads": "1"}
-    packets = []
-    for i, image in enumerate(frames):
-        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
-        frame.pts = i
-        packets += enc.encode(frame)
-    packets += enc.encode(None)
-    dec = av.CodecContext.create("h264", "r")
-    decoded = [f.to_ndarray(format="rgb24") for packet in [*packets, None] for f in dec.decode(packet)]
-    if len(decoded) != len(frames):
-        raise RuntimeError(f"H.264 round trip returned {len(decoded)} frames for {len(frames)}")
-    return decoded
-
-
-@torch.no_grad()
-def h264_roundtrip(x: torch.Tensor, crf: int = 23, *, intra: bool = True) -> torch.Tensor:
-    """H.264 (libx264, yuv420p, preset medium, ``crf`` 0..51) encode and decode of the images of x
-    (N, 3, H, W) in [0, 1]: same order and shape; no gradient.
-
-    ``intra`` (default): each image is its own one-frame stream (an I-frame), so its result does not
-    depend on the rest of the batch (x264's CRF rate control carries state from frame to frame even with
-    g=1). ``intra=False``: the batch is one stream with x264's default GOP (P/B frames), for consecutive
-    video frames. Odd sizes are edge-padded to even and cropped back.
-    """
-    _check_images(x, "h264_roundtrip")
-    frames = to_uint8(x)
-    h, w = frames.shape[1:3]
-    padded = _pad_even(frames)
-    streams = [padded[i : i + 1] for i in range(len(padded))] if intra else [padded]
-    decoded = [f[:h, :w] for stream in streams for f in _x264_stream(stream, crf)]
-    return from_uint8(decoded, x)
 
 
 def h264_quality(crf: int) -> int:
@@ -257,13 +176,13 @@ def write_video(path: str | Path, frames: list[np.ndarray], fps: float, crf: int
     def write(tmp: Path) -> None:
         with av.open(str(tmp), "w", format="mp4") as out:
             stream = out.add_stream("libx264", rate=rate)
-            stream.height, stream.width = _pad_even(frames[0][None]).shape[1:3]
+            stream.height, stream.width = pad_even(frames[0][None]).shape[1:3]
             stream.pix_fmt = "yuv420p"
             stream.time_base = 1 / rate
             stream.codec_context.time_base = 1 / rate
             stream.options = {"crf": str(int(crf)), "preset": "medium"}
             for i, image in enumerate(frames):
-                image = _pad_even(np.asarray(image, dtype=np.uint8)[None])[0]
+                image = pad_even(np.asarray(image, dtype=np.uint8)[None])[0]
                 frame = av.VideoFrame.from_ndarray(image, format="rgb24")
                 frame.pts, frame.time_base = i, 1 / rate
                 out.mux(stream.encode(frame))
@@ -300,12 +219,18 @@ def _frame_metric(fn, a: np.ndarray, b: np.ndarray) -> float:
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB of uint8 frame(s) a vs b (HxWx3, or NxHxWx3 averaged over frames); inf when equal."""
+    # Imported here, not at module load: skimage.metrics pulls in scipy.stats (~0.8 s), and of the
+    # commands that load this module only the frame-quality numbers of `deepshield attack` need it.
+    from skimage.metrics import peak_signal_noise_ratio
+
     return _frame_metric(lambda x, y: float("inf") if np.array_equal(x, y)
                          else peak_signal_noise_ratio(x, y, data_range=255), a, b)
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     """SSIM in [-1, 1] of uint8 frame(s) a vs b (HxWx3, or NxHxWx3 averaged over frames)."""
+    from skimage.metrics import structural_similarity  # lazily, as in psnr
+
     return _frame_metric(lambda x, y: structural_similarity(x, y, channel_axis=-1, data_range=255), a, b)
 
 

@@ -1,4 +1,5 @@
-"""Checkpoints: atomic, fsynced writes; ``weights_only`` loads; everything needed for exact resume."""
+"""Writing checkpoints: atomic, fsynced, with everything needed for exact resume (RNG states). Reading them
+is :mod:`deepshield.models.loading` (``weights_only`` loads)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepshield.errors import DataError
 from deepshield.io import atomic_write
-
-FORMAT = "deepshield-checkpoint-v1"
-
-
-class CheckpointError(DataError):
-    """A file that is missing or is not a deepshield checkpoint."""
+from deepshield.models.loading import FORMAT
 
 
 def atomic_save(obj: Any, path: str | Path) -> Path:
@@ -54,19 +49,3 @@ def save_checkpoint(path: str | Path, **payload: Any) -> Path:
     from deepshield import __version__
 
     return atomic_save({"format": FORMAT, "version": __version__, **payload}, path)
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load with ``weights_only=True``; anything that is not our checkpoint raises CheckpointError."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found; pass the best.pt or last.pt of a training run")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises several types for foreign or corrupt files
-        raise CheckpointError(f"{path} is not a readable deepshield checkpoint ({type(e).__name__}); "
-                              "pass a best.pt or last.pt written by 'deepshield train'") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a deepshield checkpoint; pass a best.pt or last.pt written by "
-                              "'deepshield train'")
-    return ckpt

@@ -14,14 +14,8 @@ from torch import nn
 
 from deepshield.attacks import Attack
 from deepshield.progress import progress as progress_bar
+from deepshield.runtime import probs_of
 from deepshield.training.objectives import Objective
-
-
-def select_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA when available, else CPU; or an explicit torch device string."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -125,7 +119,7 @@ def predict(
         if attack is not None:
             x = attack(model, x, y)
         with torch.no_grad(), autocast():
-            p = torch.softmax(model(x).float(), 1)[:, 1]
+            p = probs_of(model(x))
         probs.append(p.cpu().numpy())
         labels.append(y.cpu().numpy())
         if v is None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,9 @@ from deepshield.config import SweepSpec, TrainConfig
 from deepshield.data.datasets import build_datasets, catalog_preprocess_settings
 from deepshield.io import write_text_atomic
 from deepshield.models import build_model, count_parameters
-from deepshield.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from deepshield.models.loading import load_checkpoint
+from deepshield.runtime import select_device
+from deepshield.training.checkpoint import rng_state, save_checkpoint, set_rng_state
 from deepshield.training.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -33,10 +36,10 @@ from deepshield.training.distributed import (
     init_distributed,
 )
 from deepshield.training.logging import RunLogger
-from deepshield.training.loops import predict, seed_everything, select_device, train_epoch
+from deepshield.training.loops import predict, seed_everything, train_epoch
 from deepshield.training.objectives import OBJECTIVES, build_objective, check_settings
 from deepshield.training.optim import build_optimizer, build_unfreeze_schedule
-from deepshield.training.precision import build_precision, compile_model, recorded_precision
+from deepshield.training.precision import Precision, build_precision, compile_model, recorded_precision
 
 
 @dataclass
@@ -107,7 +110,7 @@ def validate(model, ds: Dataset, cfg: TrainConfig, device, info: DistInfo, autoc
     clean = predict(model, loader, device, autocast=autocast)
     probs, labels = gather_arrays(indices, clean.probs, clean.labels, info=info)
     metrics = {"val_acc": float(((probs >= 0.5) == labels).mean()), "val_auc": _auc(labels, probs)}
-    validate_with = OBJECTIVES[cfg.adv].validate_with
+    validate_with = OBJECTIVES.lookup(cfg.adv).validate_with
     if validate_with is not None:
         # Evaluation's configuration of the attack (PGD: α = 2.5ε/steps), attacking every sample.
         spec = SweepSpec(steps=cfg.val_attack_steps, seed=cfg.seed, early_stop=False)
@@ -133,11 +136,36 @@ def overfitting_warning(history: list[dict[str, float]]) -> str | None:
     return None
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Run ``deepshield train``; writes config.json, metrics.jsonl, last.pt and best.pt under ``cfg.out``."""
-    check_settings(cfg.adv, **cfg.objective_settings())  # a misplaced flag fails before any work
-    if cfg.smoke:
-        cfg = smoke_config(cfg)
+@dataclass
+class _Run:
+    """Everything one training run holds; built by :func:`_build`, advanced one epoch at a time."""
+
+    cfg: TrainConfig
+    out: Path
+    info: DistInfo
+    device: torch.device
+    train_ds: Dataset
+    val_ds: Dataset
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    precision: Precision
+    unfreeze: Callable[[int], bool]
+    best_metric: str
+    adversarial: bool
+    run_config: dict = field(default_factory=dict)
+    start_epoch: int = 0
+    best: float = -math.inf
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def wrap(self) -> torch.nn.Module:
+        """The training forward (DDP, compile); validation uses ``model`` itself."""
+        m = DistributedDataParallel(self.model) if self.info.enabled else self.model
+        return compile_model(m, self.cfg.compile)
+
+
+def _build(cfg: TrainConfig) -> _Run:
+    """Data, model, precision, optimizer and schedule of a run (nothing written yet)."""
     out = Path(cfg.out)
     info = init_distributed(select_device(cfg.device))
     device = device_for(info, select_device(cfg.device))
@@ -151,82 +179,101 @@ def train(cfg: TrainConfig) -> TrainResult:
                                 recorded=recorded_precision(out) if cfg.resume else None)
     precision.apply_layout(model)  # before the optimizer holds the parameters
     optimizer = build_optimizer(model, cfg)
-    unfreeze = build_unfreeze_schedule(model, cfg)
-    scheduler = cosine_with_warmup(optimizer, cfg.epochs * steps_per_epoch, warmup=steps_per_epoch // 2)
-    best_metric = cfg.best_metric or ("val_robust_score" if OBJECTIVES[cfg.adv].adversarial else "val_auc")
-    start_epoch, best, metrics = 0, -math.inf, {}
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    if cfg.resume and last_path.exists():
-        ckpt = load_checkpoint(last_path, map_location=device)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        if precision.scaler is not None and "scaler" in ckpt:
-            precision.scaler.load_state_dict(ckpt["scaler"])
-        start_epoch, best, metrics = ckpt["epoch"] + 1, ckpt["best"], ckpt["metrics"]
-        set_rng_state(ckpt["rng"][info.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
-        if patience_stop(history_of(out, []), best_metric, cfg.patience) is not None:
-            start_epoch = cfg.epochs  # it stopped early before: a rerun has nothing to do
-    run_config = {**run_config_dict(cfg), "precision": precision.to_dict()}
-    if info.is_main:
+    adversarial = OBJECTIVES.lookup(cfg.adv).adversarial
+    return _Run(cfg, out, info, device, train_ds, val_ds, model, optimizer,
+                cosine_with_warmup(optimizer, cfg.epochs * steps_per_epoch, warmup=steps_per_epoch // 2),
+                precision, build_unfreeze_schedule(model, cfg),
+                cfg.best_metric or ("val_robust_score" if adversarial else "val_auc"), adversarial)
+
+
+def _resume(run: _Run) -> None:
+    """Restore model, optimizer, schedule, scaler, RNG and best score from ``last.pt``, if asked and there."""
+    last_path = run.out / "last.pt"
+    if not (run.cfg.resume and last_path.exists()):
+        return
+    ckpt = load_checkpoint(last_path, map_location=run.device)
+    run.model.load_state_dict(ckpt["model"])
+    run.optimizer.load_state_dict(ckpt["optimizer"])
+    run.scheduler.load_state_dict(ckpt["scheduler"])
+    if run.precision.scaler is not None and "scaler" in ckpt:
+        run.precision.scaler.load_state_dict(ckpt["scaler"])
+    run.start_epoch, run.best, run.metrics = ckpt["epoch"] + 1, ckpt["best"], ckpt["metrics"]
+    set_rng_state(ckpt["rng"][run.info.rank] if isinstance(ckpt["rng"], list) else ckpt["rng"])
+    if patience_stop(history_of(run.out, []), run.best_metric, run.cfg.patience) is not None:
+        run.start_epoch = run.cfg.epochs  # it stopped early before: a rerun has nothing to do
+
+
+def _log_start(run: _Run, log: RunLogger) -> None:
+    """The run's first log lines: model, data, precision, pretrained weights, crop settings, notes."""
+    cfg, info = run.cfg, run.info
+    log.info(f"{cfg.backbone}: {count_parameters(run.model):,} trainable parameters; "
+             f"{len(run.train_ds)} train / {len(run.val_ds)} val images; objective {cfg.adv}; "
+             f"{run.precision.name} on {run.device}" + (f"; DDP x{info.world_size}" if info.enabled else ""))
+    log.info(run.precision.message + ("; torch.compile on" if cfg.compile else ""))
+    if getattr(run.model, "pretrained_report", None) is not None:
+        log.info(run.model.pretrained_report.summary())
+    crop = run.run_config["preprocess"]
+    shown = ", ".join(f"{k}={v}" for k, v in crop.items()) if crop else (
+        "none recorded (synthetic data, or a catalog without preprocess.json): predict will use its defaults")
+    log.info(f"crop settings for predict: {shown}")
+    for note in getattr(run.train_ds, "notes", ()):  # e.g. pseudo-fakes: faces without landmarks
+        log.info(note)
+    if info.is_main and hasattr(run.train_ds, "save_examples"):
+        log.info(f"pseudo-fake examples: {run.train_ds.save_examples(run.out / 'pseudo_fakes.png')}")
+
+
+def _epoch(run: _Run, net: torch.nn.Module, epoch: int) -> dict[str, float]:
+    """Train one epoch at the epoch's ε, then validate: the epoch's metrics line."""
+    cfg, info = run.cfg, run.info
+    eps = eps_at(cfg, epoch)
+    objective = build_objective(cfg.adv, **cfg.objective_settings(eps))
+    loader = make_loader(run.train_ds, cfg, epoch, info)
+    stats = train_epoch(net, loader, objective, run.optimizer, run.device,
+                        scheduler=run.scheduler, autocast=run.precision.autocast, scaler=run.precision.scaler,
+                        progress=cfg.progress and info.is_main, desc=f"epoch {epoch + 1}/{cfg.epochs}")
+    train_stats = all_reduce_mean({"train_loss": stats.loss, "train_acc": stats.acc,
+                                   "images_per_s": stats.images_per_s}, stats.images, info)
+    train_stats["images_per_s"] *= info.world_size
+    adv_eps = {"eps": eps} if run.adversarial else {}  # the ε of this epoch
+    return {"epoch": epoch + 1, **train_stats, **adv_eps, "lr": run.optimizer.param_groups[0]["lr"],
+            **validate(run.model, run.val_ds, cfg, run.device, info, run.precision.autocast)}
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run ``deepshield train``; writes config.json, metrics.jsonl, last.pt and best.pt under ``cfg.out``."""
+    check_settings(cfg.adv, **cfg.objective_settings())  # a misplaced flag fails before any work
+    run = _build(smoke_config(cfg) if cfg.smoke else cfg)
+    cfg, out = run.cfg, run.out
+    _resume(run)
+    run.run_config = {**run_config_dict(cfg), "precision": run.precision.to_dict()}
+    if run.info.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / "config.json", json.dumps(run_config, indent=2))
-    unfreeze(start_epoch)  # before DDP wraps the model: DDP syncs the parameters that train when built
-
-    def wrap(m: torch.nn.Module) -> torch.nn.Module:  # the training forward only; validation uses model
-        return compile_model(DistributedDataParallel(m) if info.enabled else m, cfg.compile)
-
-    net = wrap(model)
+        write_text_atomic(out / "config.json", json.dumps(run.run_config, indent=2))
+    run.unfreeze(run.start_epoch)  # before DDP wraps the model: DDP syncs the parameters training then
+    net = run.wrap()
     history: list[dict[str, float]] = []
     try:
-        logger = RunLogger(out, tensorboard=cfg.tensorboard, resume_epoch=start_epoch, enabled=info.is_main)
-        with logger as log:
-            log.info(f"{cfg.backbone}: {count_parameters(model):,} trainable parameters; "
-                     f"{len(train_ds)} train / {len(val_ds)} val images; objective {cfg.adv}; "
-                     f"{precision.name} on {device}"
-                     + (f"; DDP x{info.world_size}" if info.enabled else ""))
-            log.info(precision.message + ("; torch.compile on" if cfg.compile else ""))
-            if getattr(model, "pretrained_report", None) is not None:
-                log.info(model.pretrained_report.summary())
-            crop = run_config["preprocess"]
-            shown = ", ".join(f"{k}={v}" for k, v in crop.items()) if crop else (
-                "none recorded (synthetic data, or a catalog without preprocess.json): predict will use "
-                "its defaults")
-            log.info(f"crop settings for predict: {shown}")
-            for note in getattr(train_ds, "notes", ()):  # e.g. pseudo-fakes: faces without landmarks
-                log.info(note)
-            if info.is_main and hasattr(train_ds, "save_examples"):
-                log.info(f"pseudo-fake examples: {train_ds.save_examples(out / 'pseudo_fakes.png')}")
-            for epoch in range(start_epoch, cfg.epochs):
-                eps = eps_at(cfg, epoch)
-                objective = build_objective(cfg.adv, **cfg.objective_settings(eps))
-                if unfreeze(epoch):
-                    net = wrap(model)
-                loader = make_loader(train_ds, cfg, epoch, info)
-                stats = train_epoch(net, loader, objective, optimizer, device,
-                                    scheduler=scheduler, autocast=precision.autocast, scaler=precision.scaler,
-                                    progress=cfg.progress and info.is_main,
-                                    desc=f"epoch {epoch + 1}/{cfg.epochs}")
-                train_stats = all_reduce_mean({"train_loss": stats.loss, "train_acc": stats.acc,
-                                               "images_per_s": stats.images_per_s}, stats.images, info)
-                train_stats["images_per_s"] *= info.world_size
-                lr = optimizer.param_groups[0]["lr"]
-                adv_eps = {"eps": eps} if OBJECTIVES[cfg.adv].adversarial else {}  # the ε of this epoch
-                metrics = {"epoch": epoch + 1, **train_stats, **adv_eps, "lr": lr,
-                           **validate(model, val_ds, cfg, device, info, precision.autocast)}
+        with RunLogger(out, tensorboard=cfg.tensorboard, resume_epoch=run.start_epoch,
+                       enabled=run.info.is_main) as log:
+            _log_start(run, log)
+            for epoch in range(run.start_epoch, cfg.epochs):
+                if run.unfreeze(epoch):
+                    net = run.wrap()
+                run.metrics = _epoch(run, net, epoch)
                 # Log first: a kill before the checkpoint is redone on resume and its line dropped.
-                log.log(metrics, step=epoch + 1)
-                history.append(metrics)
+                log.log(run.metrics, step=epoch + 1)
+                history.append(run.metrics)
                 if (warning := overfitting_warning(history)) is not None:
                     log.info(warning)
-                best = _checkpoint(model, optimizer, scheduler, precision, run_config, epoch, metrics, best,
-                                   best_metric, out, info)
-                if (stop := patience_stop(history_of(out, history), best_metric, cfg.patience)) is not None:
+                run.best = _checkpoint(run.model, run.optimizer, run.scheduler, run.precision, run.run_config,
+                                       epoch, run.metrics, run.best, run.best_metric, out, run.info)
+                stop = patience_stop(history_of(out, history), run.best_metric, cfg.patience)
+                if stop is not None:
                     log.info(stop)
                     break
     finally:
-        cleanup(info)
-    return TrainResult(out, metrics, best_path, last_path)
+        cleanup(run.info)
+    return TrainResult(out, run.metrics, out / "best.pt", out / "last.pt")
 
 
 def history_of(out: Path, history: list[dict[str, float]]) -> list[dict[str, float]]:
@@ -255,7 +302,8 @@ def patience_stop(history: list[dict[str, float]], metric: str, patience: int | 
 def run_config_dict(cfg: TrainConfig) -> dict:
     """The run's config as saved in config.json and checkpoints: the settings plus the crop settings of
     the training catalog (``preprocess``), which ``deepshield predict`` reads."""
-    return {**cfg.to_dict(), "preprocess": catalog_preprocess_settings(cfg.dataset)}
+    crop = catalog_preprocess_settings(cfg.dataset)
+    return {**cfg.to_dict(), "preprocess": crop.to_json() if crop else None}
 
 
 def _checkpoint(model, optimizer, scheduler, precision, cfg: dict, epoch, metrics, best, best_metric, out,

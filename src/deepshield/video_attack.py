@@ -39,7 +39,7 @@ from torch import nn
 from deepshield.config import PredictConfig, VideoAttackConfig
 from deepshield.data.crops import fit_square, square_box
 from deepshield.errors import DataError, NoFaceError
-from deepshield.evaluation.evaluate import load_model
+from deepshield.models.loading import load_model
 from deepshield.predict import MediaResult, Predictor
 from deepshield.progress import progress
 from deepshield.threats.reencode import (

@@ -4,7 +4,8 @@
     python scripts/bundle.py runs/frontier/pgd-1/best.pt --name robust           # the robust model
 
 Writes ``src/deepshield/models/weights/NAME.pt``: the model's state dict, its run config (with the
-crop settings predict needs), its validation metrics and where it came from; no optimizer state.
+crop settings predict needs), its validation metrics and where it came from; no optimizer state. And
+``NAME.onnx`` beside it (parity-checked against PyTorch), which ``predict``'s default runtime uses.
 Update its model card beside it (``MODEL_CARD.md``, ``MODEL_CARD_robust.md``) with the numbers of
 RESULTS.md when you change it.
 """
@@ -18,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from deepshield.config import ExportConfig  # noqa: E402
+from deepshield.export import export_model  # noqa: E402
 from deepshield.models.loading import load_checkpoint  # noqa: E402
 from deepshield.models.zoo import BUNDLED  # noqa: E402
 from deepshield.training.checkpoint import save_checkpoint  # noqa: E402
@@ -36,6 +39,11 @@ def main() -> int:
     path = save_checkpoint(BUNDLED[args.name], model=model, config=config, metrics=ckpt.get("metrics", {}),
                            source=str(Path(args.checkpoint)), epoch=ckpt.get("epoch"))
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) from {args.checkpoint}")
+    # The ONNX export ships beside it, so predict's default runtime needs no export on a user's first call;
+    # export_model refuses a file whose probabilities differ from PyTorch's by more than PARITY_TOL.
+    onnx = path.with_suffix(".onnx")
+    done = export_model(ExportConfig(checkpoint=str(path), format="onnx", out=str(onnx)))
+    print(f"wrote {onnx} ({onnx.stat().st_size / 1e6:.1f} MB), max |p - p_torch| = {done.max_abs_diff:.1e}")
     return 0
 
 

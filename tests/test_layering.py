@@ -22,7 +22,7 @@ FLOORS: dict[str, int] = {
     "threats": 3,
     "training": 4,
     "evaluation": 5, "explain": 5,
-    "predict": 6, "export": 6, "video_attack": 6,
+    "predict": 6, "export": 6, "video_attack": 6, "stream": 6,
     "serve": 7, "cli": 7, "demo": 7, "__main__": 7,
 }
 

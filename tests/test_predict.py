@@ -138,3 +138,22 @@ def test_predict_and_the_cli_start_without_the_heavy_stacks():
     assert "torch" not in help_only and "deepshield.cli" in help_only
     predict_cli = _loaded_after("from deepshield.cli import parse_args\nparse_args(['predict', 'x.mp4'])")
     assert "deepshield.data.pseudo_fakes" not in predict_cli  # train's flags are not built for predict
+
+
+@pytest.mark.parametrize("name", ["default", "robust"])
+def test_auto_runtime_runs_the_shipped_onnx_where_it_agrees(name, tmp_path):
+    from deepshield.models.zoo import bundled_export
+    from deepshield.predict import fast_runtime
+
+    assert bundled_export(name) is not None, "scripts/bundle.py ships NAME.onnx beside NAME.pt"
+    auto = Predictor(PredictConfig(inputs=(), checkpoint=name))
+    torch_run = Predictor(PredictConfig(inputs=(), checkpoint=name, runtime="torch"))
+    assert auto.model is None and torch_run.model is not None  # ONNX Runtime, no PyTorch model loaded
+    assert auto.settings == torch_run.settings  # the export carries the checkpoint's crop settings
+    size = torch_run.train_cfg.image_size
+    crops = np.random.default_rng(0).integers(0, 256, (6, size, size, 3), dtype=np.uint8)
+    assert np.abs(auto._score(list(crops)) - torch_run._score(list(crops))).max() <= 1e-4
+    cpu = torch_run.device
+    for needs_torch in ({"explain": str(tmp_path)}, {"defense": "jpeg:75"}):
+        assert fast_runtime(PredictConfig(inputs=(), checkpoint=name, **needs_torch), cpu) == "torch"
+    assert fast_runtime(PredictConfig(inputs=(), checkpoint="runs/x/best.pt"), cpu) == "torch"

@@ -305,7 +305,7 @@ def exported_file(checkpoint: str, format: str) -> Path:
     """``checkpoint`` itself when it is already a ``format`` file, else its export in :func:`cache_dir`
     (made on first use; keyed by the checkpoint's bytes and the deepshield version)."""
     from deepshield import __version__
-    from deepshield.models.zoo import resolve_checkpoint
+    from deepshield.models.zoo import bundled_export, resolve_checkpoint
 
     fmt = EXPORT_FORMATS.lookup(format)
     if str(checkpoint).endswith(fmt.suffix):
@@ -313,6 +313,9 @@ def exported_file(checkpoint: str, format: str) -> Path:
     other = next((f for f in EXPORT_FORMATS.values() if str(checkpoint).endswith(f.suffix)), None)
     if other is not None:
         raise ConfigError(f"{checkpoint} is a {other.name} file; use --runtime {other.name}")
+    shipped = bundled_export(checkpoint, fmt.suffix)
+    if shipped is not None:  # exported when the model was bundled: no export on a user's first call
+        return shipped
     source = resolve_checkpoint(checkpoint)
     if not source.is_file():
         raise MissingFileError(f"checkpoint {source} not found; pass a run's best.pt, 'default', or an "

@@ -30,7 +30,8 @@ from PIL import Image
 from deepshield.config import PredictConfig, TrainConfig
 from deepshield.contracts.alarm import AlarmReport
 from deepshield.contracts.crops import DEFAULT_FRAMES_PER_VIDEO, CropSettings
-from deepshield.data.faces import DETECT_BATCH, CropGeometry, build_detector, build_selector, faces_in
+from deepshield.data.faces import DETECT_BATCH, CropGeometry, build_detector, build_selector
+from deepshield.data.tracking import tracked_faces
 from deepshield.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Frame, VideoError, read_media
 from deepshield.errors import ConfigError, DataError, MissingFileError
 from deepshield.evaluation.aggregate import AGGREGATIONS
@@ -136,30 +137,20 @@ def collect_inputs(inputs: tuple[str, ...] | list[str]) -> list[Path]:
     return files
 
 
-class Predictor:
-    """A loaded checkpoint, its face detector and settings; call :meth:`predict` per file."""
+class FaceCutter:
+    """Decode a file, find its faces (the detector on every ``detect_every``-th sampled frame, tracked
+    between) and cut them as preprocessing cut the training crops, resized to ``image_size``. Holds no
+    model, so a worker process can run it (see :mod:`deepshield.stream`)."""
 
-    def __init__(self, cfg: PredictConfig) -> None:
-        AGGREGATIONS.lookup(cfg.aggregate)  # an unknown name fails before any model loads
-        self.cfg = cfg
-        self.device = select_device(cfg.device)
-        self.scorer = RUNTIMES.lookup(cfg.runtime)(cfg, self.device)
-        self.model, raw = self.scorer.model, self.scorer.raw
-        self.train_cfg = TrainConfig.from_dict(raw)
-        self.settings = face_settings(cfg, raw, self.train_cfg.image_size)
-        self.warnings = setting_warnings(cfg, raw)
-        self.geometry = CropGeometry.of(self.settings)
-        self.detector = build_detector(self.settings.detector, max_side=self.settings.max_side,
-                                       min_face_size=self.settings.min_face_size)
-        self.attack_alarm = _attack_alarm(cfg, self.warnings) if cfg.check_attack else None
+    def __init__(self, settings: CropSettings, image_size: int, detect_every: int = 1) -> None:
+        self.settings, self.image_size, self.detect_every = settings, image_size, detect_every
+        self.geometry = CropGeometry.of(settings)
+        self.detector = build_detector(settings.detector, max_side=settings.max_side,
+                                       min_face_size=settings.min_face_size)
 
-    def predict(self, path: str | Path, keep_crops: bool = False, explain: bool = False) -> MediaResult:
-        """Score one video or image; unreadable media give a result with ``error`` set, never raise.
-
-        ``keep_crops``: keep the face crops in ``result.crops``; ``explain``: Grad-CAM heatmaps in
-        ``result.heatmaps`` (and the crops too). With ``check_attack`` set, ``result.alarm`` holds
-        the attack alarm's report and a flagged input is labelled ``ABSTAIN``.
-        """
+    def cut(self, path: str | Path) -> tuple[MediaResult, list[np.ndarray]]:
+        """The file's result so far (faces, sampled frames; ``error`` for unreadable media, never raises)
+        and its face crops, uint8 [S, S, 3] in the order of ``result.faces``."""
         result = MediaResult(str(path))
         crops: list[np.ndarray] = []
         try:
@@ -170,6 +161,80 @@ class Predictor:
                 crops.append(crop)
         except VideoError as err:
             result.error = str(err)
+            crops = []
+        return result, crops
+
+    def _faces(self, path: Path, result: MediaResult) -> Iterator[tuple[Frame, int, object, np.ndarray]]:
+        s, every = self.settings, self.detect_every
+        selector = build_selector(s.faces)
+        chunk = max(DETECT_BATCH, 4 * every)  # tracked: enough frames between key frames to save detections
+        batch: list[Frame] = []
+        frames = read_media(path, **s.sampling)
+        while True:
+            frame = next(frames, None)
+            if frame is not None:
+                batch.append(frame)
+                result.frames_sampled += 1
+            if batch and (frame is None or len(batch) == chunk):
+                # one thread, as preprocess: MTCNN's many small ops ran ~3x slower on 2 (busy 2-core machine)
+                with single_thread():
+                    images = [f.image for f in batch]
+                    kept = tracked_faces(images, self.detector, selector, s.min_score, every)
+                for fr, faces in zip(batch, kept, strict=True):
+                    if not faces:
+                        result.no_face_frames.append((fr.index, round(fr.timestamp_s, 3)))
+                    for face_index, face in faces:
+                        yield fr, face_index, face, self.crop(fr.image, face.box)
+                batch = []
+            if frame is None:
+                return
+
+    def crop(self, image: np.ndarray, box) -> np.ndarray:
+        crop = self.geometry.crop(image, box)
+        size = self.image_size
+        if crop.shape[0] != size:  # as the datasets resize stored crops (PIL bilinear)
+            crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR))
+        return crop
+
+
+class Predictor:
+    """A loaded checkpoint, its face cutter and settings; call :meth:`predict` per file."""
+
+    def __init__(self, cfg: PredictConfig) -> None:
+        AGGREGATIONS.lookup(cfg.aggregate)  # an unknown name fails before any model loads
+        self.cfg = cfg
+        self.device = select_device(cfg.device)
+        self.scorer = RUNTIMES.lookup(cfg.runtime)(cfg, self.device)
+        self.model, raw = self.scorer.model, self.scorer.raw
+        self.train_cfg = TrainConfig.from_dict(raw)
+        self.settings = face_settings(cfg, raw, self.train_cfg.image_size)
+        self.warnings = setting_warnings(cfg, raw)
+        self.cutter = FaceCutter(self.settings, self.train_cfg.image_size, cfg.detect_every)
+        self.geometry = self.cutter.geometry
+        self.attack_alarm = _attack_alarm(cfg, self.warnings) if cfg.check_attack else None
+
+    @property
+    def detector(self):
+        return self.cutter.detector
+
+    @detector.setter
+    def detector(self, value) -> None:  # the web app wraps it to report progress
+        self.cutter.detector = value
+
+    def predict(self, path: str | Path, keep_crops: bool = False, explain: bool = False) -> MediaResult:
+        """Score one video or image; unreadable media give a result with ``error`` set, never raise.
+
+        ``keep_crops``: keep the face crops in ``result.crops``; ``explain``: Grad-CAM heatmaps in
+        ``result.heatmaps`` (and the crops too). With ``check_attack`` set, ``result.alarm`` holds
+        the attack alarm's report and a flagged input is labelled ``ABSTAIN``.
+        """
+        return self.judge(*self.cutter.cut(path), keep_crops=keep_crops, explain=explain)
+
+    def judge(self, result: MediaResult, crops: list[np.ndarray], keep_crops: bool = False,
+              explain: bool = False) -> MediaResult:
+        """Score the crops :meth:`FaceCutter.cut` gave for ``result``: p(fake) per face, the video's
+        aggregate and label, the attack alarm."""
+        if result.error is not None:
             return result
         if crops:
             probs = self._score(crops)
@@ -199,36 +264,8 @@ class Predictor:
         x = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).to(self.device, torch.float32).div_(255.0)
         return list(gradcam(self.model, x, target=1, batch_size=self.cfg.batch_size))
 
-    def _faces(self, path: Path, result: MediaResult) -> Iterator[tuple[Frame, int, object, np.ndarray]]:
-        s = self.settings
-        selector = build_selector(s.faces)
-        sampling = s.sampling
-        batch: list[Frame] = []
-        frames = read_media(path, **sampling)
-        while True:
-            frame = next(frames, None)
-            if frame is not None:
-                batch.append(frame)
-                result.frames_sampled += 1
-            if batch and (frame is None or len(batch) == DETECT_BATCH):
-                # one thread, as preprocess: MTCNN's many small ops ran ~3x slower on 2 (busy 2-core machine)
-                with single_thread():
-                    kept = faces_in([f.image for f in batch], self.detector, selector, s.min_score)
-                for fr, faces in zip(batch, kept, strict=True):
-                    if not faces:
-                        result.no_face_frames.append((fr.index, round(fr.timestamp_s, 3)))
-                    for face_index, face in faces:
-                        yield fr, face_index, face, self._crop(fr.image, face.box)
-                batch = []
-            if frame is None:
-                return
-
     def _crop(self, image: np.ndarray, box) -> np.ndarray:
-        crop = self.geometry.crop(image, box)
-        size = self.train_cfg.image_size
-        if crop.shape[0] != size:  # as the datasets resize stored crops (PIL bilinear)
-            crop = np.asarray(Image.fromarray(crop).resize((size, size), Image.BILINEAR))
-        return crop
+        return self.cutter.crop(image, box)
 
     def _score(self, crops: list[np.ndarray]) -> np.ndarray:
         n = self.cfg.batch_size
@@ -293,6 +330,23 @@ for _format in EXPORT_FORMATS:
     RUNTIMES.add(_format, partial(exported_scorer, format=_format))
 
 
+def fast_runtime(cfg: PredictConfig, device: torch.device) -> str:
+    """What ``--runtime auto`` runs: ONNX Runtime when an export with checked parity is at hand (a bundled
+    model's shipped .onnx, or an .onnx checkpoint) and nothing needs the PyTorch model (``--defense``,
+    ``--explain``, a GPU); else torch. Never exports on the fly, so the first call is not slow."""
+    from deepshield.models.zoo import bundled_export
+
+    needs_torch = cfg.defense or cfg.explain or device.type != "cpu"
+    has_export = bundled_export(cfg.checkpoint) is not None or str(cfg.checkpoint).endswith(".onnx")
+    return "onnx" if has_export and not needs_torch else "torch"
+
+
+@RUNTIMES.register("auto")
+def auto_scorer(cfg: PredictConfig, device: torch.device) -> Scorer:
+    """The fastest runtime that agrees with the model (:func:`fast_runtime`)."""
+    return RUNTIMES.lookup(fast_runtime(cfg, device))(cfg, device)
+
+
 def _attack_alarm(cfg: PredictConfig, warnings: list[str]):
     """The attack alarm (threshold calibrated for the bundled model; a warning for other checkpoints)."""
     from deepshield.threats.alarm import AttackAlarm
@@ -333,17 +387,22 @@ def problem_lines(results: list[MediaResult], settings: CropSettings | None = No
     return lines
 
 
+def format_header(width: int) -> str:
+    return f"{'label':<5}  {'p(fake)':>7}  {'file':<{width}}  faces"
+
+
+def format_row(r: MediaResult, width: int) -> str:
+    """One input's line of the text table."""
+    if r.status == "ok":
+        faces = f"{len(r.faces)} in {r.frames_sampled} frame(s)"
+        return f"{r.label:<5}  {r.p_fake:>7.3f}  {r.path:<{width}}  {faces}"
+    return f"{'-':<5}  {'-':>7}  {r.path:<{width}}  {'no face' if r.status == 'no_face' else 'unreadable'}"
+
+
 def format_text(results: list[MediaResult], threshold: float = 0.5) -> str:
     """A human-readable table: label, fake probability, file, faces found."""
     width = max([len(r.path) for r in results] + [4])
-    lines = [f"{'label':<5}  {'p(fake)':>7}  {'file':<{width}}  faces"]
-    for r in results:
-        if r.status == "ok":
-            lines.append(f"{r.label:<5}  {r.p_fake:>7.3f}  {r.path:<{width}}  {len(r.faces)} in "
-                         f"{r.frames_sampled} frame(s)")
-        else:
-            lines.append(f"{'-':<5}  {'-':>7}  {r.path:<{width}}  "
-                         f"{'no face' if r.status == 'no_face' else 'unreadable'}")
+    lines = [format_header(width), *(format_row(r, width) for r in results)]
     lines.append(f"(FAKE when p(fake) >= {threshold})")
     return "\n".join(lines)
 
@@ -354,6 +413,6 @@ def to_json(results: list[MediaResult], cfg: PredictConfig, settings: CropSettin
             "results": [r.to_dict(frames=True) for r in results]}
 
 
-__all__ = ["RUNTIMES", "FaceScore", "CropSettings", "MediaResult", "Predictor", "Scorer", "collect_inputs",
-           "exit_code", "exported_scorer", "face_settings", "format_text", "predict_files", "problem_lines",
-           "setting_warnings", "to_json", "torch_scorer"]
+__all__ = ["RUNTIMES", "CropSettings", "FaceCutter", "FaceScore", "MediaResult", "Predictor", "Scorer",
+           "collect_inputs", "exit_code", "exported_scorer", "face_settings", "format_header", "format_row",
+           "format_text", "predict_files", "problem_lines", "setting_warnings", "to_json", "torch_scorer"]

@@ -97,7 +97,7 @@ def attack_video(cfg: VideoAttackConfig) -> VideoAttackResult:
     """Craft, write and judge an adversarial video; see the module docstring."""
     start = time.perf_counter()
     judge = Predictor(PredictConfig(inputs=(cfg.video,), checkpoint=cfg.checkpoint, frames=cfg.frames,
-                                    device=cfg.device))
+                                    device=cfg.device, runtime="torch"))  # the attack needs gradients
     before = judge.predict(cfg.video)
     _check_scored(before)
     target = cfg.target if cfg.target != "auto" else ("real" if before.label == "FAKE" else "fake")

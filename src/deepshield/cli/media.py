@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from deepshield.cli.values import SUMMARIES, config_of, fraction_01, non_negative_int, parse_eps, positive_int
@@ -10,22 +11,21 @@ from deepshield.config import MergeConfig, PredictConfig, PreprocessConfig, Vide
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import json
-
-    from deepshield.predict import Predictor, collect_inputs, exit_code, format_text, problem_lines, to_json
+    from deepshield.predict import Predictor, collect_inputs, exit_code, problem_lines, to_json
+    from deepshield.progress import progress
 
     cfg: PredictConfig = config_of(PredictConfig, args)
     files = collect_inputs(cfg.inputs)
     predictor = Predictor(cfg)
     for warning in predictor.warnings:
         print(f"deepshield predict: warning: {warning}", file=sys.stderr)
-    results = [predictor.predict(f, explain=cfg.explain is not None) for f in files]
+    todo = _resumed(cfg, files)
+    stream = _stream(predictor, cfg, todo)
+    results = list(progress(stream, desc="predict", total=len(todo), unit="video", enabled=len(todo) > 1))
     if cfg.as_json:
         print(json.dumps(to_json(results, cfg, predictor.settings), indent=1))
-    else:
-        print(format_text(results, cfg.threshold))
-        if cfg.check_attack:
-            print("\n".join(r.alarm.line(r.path) for r in results if r.alarm is not None))
+    elif cfg.check_attack:
+        print("\n".join(r.alarm.line(r.path) for r in results if r.alarm is not None))
     if cfg.explain is not None:
         from deepshield.explain import write_explanations
 
@@ -33,6 +33,44 @@ def _predict(args: argparse.Namespace) -> int:
     for line in problem_lines(results, predictor.settings):
         print(f"deepshield predict: {line}", file=sys.stderr)
     return exit_code(results)
+
+
+def _resumed(cfg: PredictConfig, files: list) -> list:
+    """The inputs still to score: with ``--out``, those not already in the results file."""
+    if cfg.out is None:
+        return files
+    from pathlib import Path
+
+    from deepshield.stream import done_paths, repair
+
+    out = Path(cfg.out)
+    repair(out)
+    done = done_paths(out)
+    if done:
+        print(f"deepshield predict: {cfg.out} already holds {len(done)} result(s); scoring the "
+              f"{sum(str(f) not in done for f in files)} other input(s)", file=sys.stderr)
+    return [f for f in files if str(f) not in done]
+
+
+def _stream(predictor, cfg: PredictConfig, files: list):
+    """Results as they finish: each appended to ``--out`` and, in text mode, printed as a table row."""
+    from pathlib import Path
+
+    from deepshield.predict import format_header, format_row
+    from deepshield.stream import append_line, auto_workers, stream_results
+
+    workers = auto_workers(len(files)) if cfg.workers is None else cfg.workers
+    width = max([len(str(f)) for f in files] + [4])
+    if not cfg.as_json and files:
+        print(format_header(width), flush=True)
+    for r in stream_results(predictor, files, workers, explain=cfg.explain is not None):
+        if cfg.out is not None:
+            append_line(Path(cfg.out), r.to_dict(frames=True))
+        if not cfg.as_json:
+            print(format_row(r, width), flush=True)
+        yield r
+    if not cfg.as_json:
+        print(f"(FAKE when p(fake) >= {cfg.threshold})", flush=True)
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
@@ -76,10 +114,21 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                    help="attack alarm: flag inputs whose score is unstable under JPEG-75 and median-3 "
                         "probes (adversarial perturbations are brittle); flagged inputs are labelled "
                         "ABSTAIN and the exit code is 4 (threshold calibrated for --checkpoint default)")
-    p.add_argument("--runtime", default="torch", choices=["torch", *EXPORT_FORMATS],
-                   help="what scores the crops: torch (the checkpoint in PyTorch), onnx (ONNX Runtime, CPU) "
-                        "or torchscript; with onnx/torchscript --checkpoint is an exported file or a "
-                        "checkpoint, exported once into ~/.cache/deepshield/export (default: torch)")
+    p.add_argument("--runtime", default="auto", choices=["auto", "torch", *EXPORT_FORMATS],
+                   help="what scores the crops: auto (ONNX Runtime for a bundled model, whose export ships "
+                        "with it, parity-checked; torch when --explain, --defense or a GPU needs it), torch "
+                        "(the checkpoint in PyTorch), onnx (ONNX Runtime, CPU) or torchscript; with "
+                        "onnx/torchscript --checkpoint is an exported file or a checkpoint, exported once "
+                        "into ~/.cache/deepshield/export (default: auto)")
+    p.add_argument("--detect-every", type=positive_int, default=1,
+                   help="run the face detector on every N-th sampled frame and carry its boxes to the frames "
+                        "between (re-detecting where a face comes, goes or the scene cuts) (default: 1)")
+    p.add_argument("--out", default=None, metavar="RESULTS.jsonl",
+                   help="append one JSON line per input as it finishes; a rerun skips the inputs already "
+                        "there (a killed run resumes)")
+    p.add_argument("--workers", type=non_negative_int, default=None,
+                   help="processes that decode and find faces while the model scores (default: up to the "
+                        "cores for a folder, none for one file; 0: all in this process)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_predict)

@@ -32,7 +32,10 @@ class PredictConfig:
     defense: str | None = None          # input defenses before the model, e.g. "jpeg:75" (threats.defenses)
     explain: str | None = None          # folder for Grad-CAM overlays of the face crops + index.json
     check_attack: bool = False          # attack alarm (threats.alarm); flagged inputs are labelled ABSTAIN
-    runtime: str = "torch"              # torch | onnx | torchscript: what scores the face crops (see export)
+    runtime: str = "auto"               # auto | torch | onnx | torchscript: what scores the crops
+    detect_every: int = 1               # run the face detector on every N-th sampled frame, track between
+    out: str | None = None              # JSON lines, one per input as it finishes; a rerun skips those
+    workers: int | None = None          # processes cutting faces for a folder (None: auto; 0: in this one)
 
 
 @dataclass(frozen=True)

@@ -214,6 +214,31 @@ class MTCNNDetector:
                 found[i].append(Face(box=tuple(row[:4].tolist()), score=float(row[4])))
         return [sorted(faces, key=lambda f: -f.score) for faces in found]
 
+    def refine(self, images: Sequence[np.ndarray], boxes: Sequence[Sequence[float]]) -> list[Face | None]:
+        """O-Net's face box for a proposal box per image (a tracked face's predicted place), or None where
+        O-Net finds no face there: the last stage of :meth:`detect` without the frame-wide search."""
+        import torch
+        from facenet_pytorch.models.utils.detect_face import bbreg
+
+        out: list[Face | None] = [None] * len(images)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            by_shape.setdefault(image.shape, []).append(i)
+        with torch.inference_mode():
+            for indices in by_shape.values():
+                stacked = np.stack([images[i] for i in indices])
+                full = torch.from_numpy(stacked).to(self.device).permute(0, 3, 1, 2)
+                proposal = torch.tensor([[*boxes[i], 1.0] for i in indices], dtype=torch.float32,
+                                        device=self.device)
+                owner = torch.arange(len(indices), device=self.device)
+                found, owner, reg = self._stage(full, _square(proposal), owner, self.onet, 48,
+                                                self.thresholds[2])
+                if len(found):
+                    found = bbreg(found, reg)
+                for row, k in zip(found.cpu().numpy().astype(float), owner.cpu().tolist(), strict=True):
+                    out[indices[k]] = Face(box=tuple(row[:4].tolist()), score=float(row[4]))
+        return out
+
     def _downscale(self, frames: list[np.ndarray]) -> tuple[torch.Tensor, float]:
         """Frames (equal sizes) as float NCHW, downscaled so the longer side is at most ``max_side`` by
         area averaging (PIL's box filter on uint8: 3x faster than torch's on float); and the scale."""

@@ -19,6 +19,13 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 BUNDLED = {"default": WEIGHTS_DIR / "default.pt", "robust": WEIGHTS_DIR / "robust.pt"}
 
 
+def bundled_export(name: str | Path | None, suffix: str = ".onnx") -> Path | None:
+    """The export shipped beside a bundled model (written by ``scripts/bundle.py`` with a parity check),
+    or None for other checkpoints or when it is not installed."""
+    path = WEIGHTS_DIR / f"{name}{suffix}"
+    return path if str(name) in BUNDLED and path.is_file() else None
+
+
 def resolve_checkpoint(name: str | Path | None) -> Path:
     """A bundled model's file for its name (None = ``default``), else ``name`` as a path."""
     key = "default" if name is None else str(name)
@@ -31,4 +38,4 @@ def resolve_checkpoint(name: str | Path | None) -> Path:
     return Path(key)
 
 
-__all__ = ["BUNDLED", "WEIGHTS_DIR", "resolve_checkpoint"]
+__all__ = ["BUNDLED", "WEIGHTS_DIR", "bundled_export", "resolve_checkpoint"]

@@ -59,8 +59,9 @@ def predict_config(cfg: ServeConfig, checkpoint: str | None = None) -> PredictCo
     """The ``deepshield predict`` settings the server runs ``checkpoint`` (default: cfg's) with."""
     known = {f.name for f in fields(PredictConfig)}
     extra = {"check_attack": cfg.check_attack} if "check_attack" in known else {}
+    runtime = "torch" if cfg.explain else "auto"  # Grad-CAM overlays need the PyTorch model
     return PredictConfig(inputs=(), checkpoint=checkpoint or cfg.checkpoint, frames=cfg.frames,
-                         device=cfg.device, **extra)
+                         device=cfg.device, runtime=runtime, **extra)
 
 
 class UnknownModel(ValueError):

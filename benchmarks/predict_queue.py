@@ -3,8 +3,9 @@
 Old path: PyTorch scoring, the face detector on every sampled frame, one process
 (``--runtime torch --detect-every 1 --workers 0``); with ``--baseline-src`` the code of another checkout
 runs it instead (e.g. ``git worktree add /tmp/before b7961de``: also measures its slower start-up).
-New default: ``--runtime auto`` (the bundled model's ONNX export), ``--detect-every`` as given, worker
-processes for folders. Each row runs the real CLI in a fresh process (start-up included), interleaved
+New default: ``--runtime auto`` (the bundled model's ONNX export), worker processes for folders, and
+``--detect-every`` when given (tracking is opt-in: see ``benchmarks/predict_tracking.py``). Each row
+runs the real CLI in a fresh process (start-up included), interleaved
 old/new, median of ``--repeats``; ratios are old / new.
 
 Rows: ``--help``; a face image (``predict face.jpg``: start-up plus one face); the 12.4 s 720p FF++ clip
@@ -75,7 +76,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--limit", type=int, default=24, help="folder: first N FF++ dev clips (96 in all)")
-    ap.add_argument("--detect-every", type=int, default=4)
+    ap.add_argument("--detect-every", type=int, default=None, help="the new path's --detect-every")
     ap.add_argument("--baseline-src", type=Path, default=None, help="run the old path from this src folder")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="predict-queue-"))
@@ -83,7 +84,7 @@ def main() -> int:
         image, queue = face_image(tmp), folder(tmp, args.limit)
         old_flags = ([] if args.baseline_src else
                      ["--runtime", "torch", "--detect-every", "1", "--workers", "0"])
-        new_flags = ["--detect-every", str(args.detect_every)]
+        new_flags = [] if args.detect_every is None else ["--detect-every", str(args.detect_every)]
         rows = {"--help": (["--help"], ["--help"]),
                 "face image": (["predict", str(image), *old_flags], ["predict", str(image), *new_flags]),
                 "clip 004.mp4": (["predict", str(CLIP), *old_flags], ["predict", str(CLIP), *new_flags])}
@@ -93,7 +94,7 @@ def main() -> int:
             times[name] = (statistics.median(p[0] for p in pairs), statistics.median(p[1] for p in pairs))
         print(machine_line())
         print(f"old: {'checkout ' + str(args.baseline_src) if args.baseline_src else ' '.join(old_flags)}; "
-              f"new: {' '.join(new_flags)} (default runtime auto); median of {args.repeats}, fresh processes")
+              f"new: defaults {' '.join(new_flags)}; median of {args.repeats}, fresh processes")
         for name, (old, new) in times.items():
             print(f"{name:<28} old {old:6.2f} s   new {new:6.2f} s   ratio {old / new:5.2f}x")
         beyond = [times["clip 004.mp4"][i] - times["face image"][i] for i in (0, 1)]

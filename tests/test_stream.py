@@ -23,11 +23,12 @@ def checkpoint(trained_cnn, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def folder(dev_data, tmp_path_factory):
-    """Three real FF++ clips and one junk file, as links in one folder."""
+    """Three real FF++ clips, a junk file and an empty one, in one folder."""
     d = tmp_path_factory.mktemp("queue")
     for video in sorted((dev_data / VIDEOS).glob("*.mp4")):
         (d / video.name).symlink_to(video)
     (d / "zz_broken.mp4").write_bytes(b"not a video")
+    (d / "zz_empty.mp4").write_bytes(b"")
     return d
 
 
@@ -38,7 +39,8 @@ def test_worker_processes_give_the_same_results_in_order(folder, checkpoint):
     pooled = [r.to_dict() for r in stream_results(predictor, files, workers=2)]
     assert [r["path"] for r in pooled] == [str(f) for f in files]
     assert pooled == alone
-    assert pooled[-1]["status"] == "error" and all(r["status"] == "ok" for r in pooled[:-1])
+    assert [r["status"] for r in pooled] == ["ok"] * (len(files) - 2) + ["error", "error"]
+    assert all(r["error"] for r in pooled[-2:])  # each unreadable file says why
 
 
 def test_a_killed_run_resumes_where_it_stopped(folder, checkpoint, tmp_path, capsys):

@@ -38,7 +38,7 @@ from deepshield.evaluation.aggregate import AGGREGATIONS
 from deepshield.export import EXPORT_FORMATS
 from deepshield.models.loading import load_model_and_config
 from deepshield.registry import Registry
-from deepshield.runtime import select_device, single_thread
+from deepshield.runtime import probs_of, select_device, single_thread
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_NO_FACE, EXIT_ABSTAIN = 0, 2, 3, 4
 LABEL_ABSTAIN = "ABSTAIN"  # --check-attack: the input looks adversarially perturbed; no verdict
@@ -300,7 +300,7 @@ def torch_scorer(cfg: PredictConfig, device: torch.device) -> Scorer:
     @torch.no_grad()
     def score(crops: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(crops).permute(0, 3, 1, 2).to(device, torch.float32).div_(255.0)
-        return torch.softmax(model(x).float(), 1)[:, 1].cpu().numpy()
+        return probs_of(model(x)).cpu().numpy()
 
     return Scorer(score, raw, model)
 

@@ -21,8 +21,8 @@ from deepshield.evaluation.evaluate import evaluate
 from deepshield.evaluation.metrics import binary_metrics
 from deepshield.evaluation.report import load_runs, write_report
 from deepshield.evaluation.results import EvalResult
-from deepshield.evaluation.robust import fake_probs
 from deepshield.evaluation.tables import console_summary, cross_tables
+from deepshield.runtime import fake_probs
 from deepshield.training.checkpoint import save_checkpoint
 
 FAST = ["--attacks", "fgsm", "--eps", "4/255", "--no-sanity", "--reencode", "none", "--no-corruptions",

@@ -31,6 +31,7 @@ from deepshield.attacks.base import (
     with_restarts,
 )
 from deepshield.attacks.registry import register_attack
+from deepshield.config import default_alpha
 from deepshield.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ class PGD(Attack):
         super().__init__(eps, norm=norm, eval_mode=eval_mode, seed=seed)
         if steps < 1 or restarts < 1:
             raise ConfigError(f"steps and restarts must be >= 1, got steps={steps}, restarts={restarts}")
-        self.alpha = float(alpha) if alpha is not None else self.eps / 4
+        self.alpha = float(alpha) if alpha is not None else default_alpha(self.eps)
         if self.alpha <= 0 and self.eps > 0:
             raise ConfigError(f"alpha must be > 0, got {self.alpha}")
         self.steps = steps

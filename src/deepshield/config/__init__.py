@@ -16,6 +16,7 @@ from deepshield.config.learn import (
     RecipeError,
     SweepSpec,
     TrainConfig,
+    default_alpha,
     load_recipe,
     parse_fraction,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "VideoAttackConfig",
     "config_fields",
     "config_from_mapping",
+    "default_alpha",
     "load_recipe",
     "parse_fraction",
 ]

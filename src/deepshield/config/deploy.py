@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from deepshield.config.learn import default_alpha
 from deepshield.errors import ConfigError
 
 
@@ -55,7 +56,7 @@ class VideoAttackConfig:
 
     @property
     def step_size(self) -> float:
-        return self.alpha if self.alpha is not None else self.eps / 4
+        return self.alpha if self.alpha is not None else default_alpha(self.eps)
 
 
 @dataclass(frozen=True)

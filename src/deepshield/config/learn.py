@@ -9,6 +9,10 @@ from typing import Any
 from deepshield.errors import ConfigError
 
 
+def default_alpha(eps: float) -> float:
+    """The attack step when none is given: ε/4 (PGD, PGD-AT, TRADES, MART, the video attack)."""
+    return eps / 4
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Settings of ``deepshield train``. ε, α in [0, 1] pixel units."""

@@ -42,8 +42,9 @@ from deepshield.config import SweepSpec
 from deepshield.contracts.rows import Check
 from deepshield.evaluation.formatting import eps_label, failed, row_key
 from deepshield.evaluation.results import SweepResult
-from deepshield.evaluation.robust import attack_correct, eval_mode, make_attack, robust_mask
+from deepshield.evaluation.robust import attack_correct, make_attack, robust_mask
 from deepshield.progress import progress
+from deepshield.runtime import eval_mode
 from deepshield.training.loops import split_batch
 
 HUGE_EPS = {"linf": 64 / 255, "l2": 16.0}

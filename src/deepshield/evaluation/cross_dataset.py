@@ -28,8 +28,9 @@ from deepshield.data.datasets import build_eval_dataset, parse_catalog_arg, pars
 from deepshield.errors import ConfigError, DataError
 from deepshield.evaluation.metrics import detection_metrics, sample_methods
 from deepshield.evaluation.results import DatasetEval, Samples, SweepResult
-from deepshield.evaluation.robust import eval_mode, fake_probs, sweep
+from deepshield.evaluation.robust import sweep
 from deepshield.progress import progress as progress_bar
+from deepshield.runtime import eval_mode, fake_probs
 from deepshield.training.loops import split_batch
 
 IN_DOMAIN, CROSS_DOMAIN, UNKNOWN = "in-domain", "cross-domain", "unknown"

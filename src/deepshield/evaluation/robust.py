@@ -23,9 +23,8 @@ under attack).
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -40,6 +39,7 @@ from deepshield.evaluation.formatting import row_key
 from deepshield.evaluation.metrics import detection_metrics, sample_methods
 from deepshield.evaluation.results import GalleryImages, Samples, SweepResult
 from deepshield.progress import progress as progress_bar
+from deepshield.runtime import eval_mode, fake_probs
 from deepshield.training.loops import split_batch
 
 
@@ -48,23 +48,6 @@ def make_attack(name: str, eps: float, spec: SweepSpec, steps: int | None = None
     """A registered attack configured for evaluation by ``spec`` (``steps``/``restarts`` override it)."""
     spec = replace(spec, steps=steps or spec.steps, restarts=restarts or spec.restarts)
     return build_eval_attack(name, eps, spec)
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """The model in eval mode for the block; every submodule's own mode is restored after."""
-    modes = [m.training for m in model.modules()]
-    try:
-        yield model.eval()
-    finally:
-        for m, mode in zip(model.modules(), modes, strict=True):
-            m.training = mode
-
-
-@torch.no_grad()
-def fake_probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """P(fake) = softmax(logits)[:, 1] for a batch in [0, 1]."""
-    return torch.softmax(model(x).float(), 1)[:, 1]
 
 
 def _channels_last(model: nn.Module) -> bool:

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepshield.attacks import ATTACKS, FGSM, PGD
+from deepshield.config import default_alpha
 from deepshield.errors import ConfigError
 from deepshield.registry import Registry
 from deepshield.training.distributed import unwrap
@@ -63,7 +64,7 @@ class AdvParams:
 
     @property
     def step_size(self) -> float:
-        return self.alpha if self.alpha is not None else self.eps / 4
+        return self.alpha if self.alpha is not None else default_alpha(self.eps)
 
     @property
     def trades_beta(self) -> float:

@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--robust", default=None, help="a robust checkpoint to attack as well")
     ap.add_argument("--out", default=None, help="folder for the adversarial videos (default: a temp folder)")
     ap.add_argument("--eps", type=float, default=4.0, help="ε in 1/255 units (default: 4)")
+    ap.add_argument("--no-framing", action="store_true", help="skip the timed 720p framing attack")
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="deepshield-attack-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,12 @@ def main() -> None:
                   f"{r.p_fake_after:.3f} | {'yes' if r.success else 'no'} | {r.steps} | {r.psnr:.1f} | "
                   f"{r.seconds:.0f} |", flush=True)
         won = [r for r in rows if r["model"] == name]
-        print(f"| **{name}: success rate** | | | | **{sum(r['success'] for r in won)}/{len(won)}** | | | |")
+        caught = [r for r in won if r["p_fake_before"] >= 0.5]  # evasion counts only on fakes it detects
+        print(f"| **{name}: detected before** | **{len(caught)}/{len(won)}** | | | "
+              f"**evaded {sum(r['success'] for r in caught)}/{len(caught)}** | | | |")
+    if args.no_framing:
+        (out / "video_attack.json").write_text(json.dumps({"rows": rows}, indent=1))
+        return
     start = time.perf_counter()
     cfg = VideoAttackConfig(video=str(VIDEO_720P), out=str(out / "framing_720p.mp4"), target="fake",
                             eps=args.eps / 255, progress=False)

@@ -47,6 +47,11 @@ FINDINGS: list[str] = [
     "clean AUC (0.760) but loses the little robustness seen at 64 px (PGD-20 0.008 at 1/255, against "
     "0.211), as vulnerability grows with input dimension (Simon-Gabriel et al. 2019). On these faces the "
     "two pull against each other: the resolution that detects is the one that cannot be defended.",
+    "- **Not the cause: how the training attack is generated.** No random start (`pgd-1-no-rs`) and a "
+    "step of ε/4 instead of ε/2 (`pgd-1-small-step`, so 2 steps reach only ε/2) end like the base: loss "
+    "0.70 ≈ ln 2, clean AUC 0.627 and 0.663 (base 0.639), 21.9% and 10.2% of test faces with an all-zero "
+    "input gradient, check failed. Crafting with BatchNorm in train mode (above) flips the lean but also "
+    "collapses. None of the attack-generation details is the cause.",
     "- **Not the cause: numerical precision.** bf16 autocast rounds the normalized pixels that the first "
     "convolution sees to steps of 0.5-0.9/255, so it could blunt a 1/255 training attack. The same run "
     "in fp32 (`pgd-1-fp32`) ends the same: clean AUC 0.640 vs 0.639, worst case 0.152 vs 0.145 at 1/255. "

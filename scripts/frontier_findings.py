@@ -46,7 +46,10 @@ FINDINGS: list[str] = [
     "0.781 against 0.942): the cues live at fine scales. At 128 px the SiLU PGD-AT candidate keeps more "
     "clean AUC (0.760) but loses the little robustness seen at 64 px (PGD-20 0.008 at 1/255, against "
     "0.211), as vulnerability grows with input dimension (Simon-Gabriel et al. 2019). On these faces the "
-    "two pull against each other: the resolution that detects is the one that cannot be defended.",
+    "two pull against each other: the resolution that detects is the one that cannot be defended. "
+    "PGD-AT with ReLU6 at 96 px (`pgd-1-96`) keeps more clean AUC than at 64 px (0.749 against 0.639) but "
+    "collapses the same way (loss 0.697 ≈ ln 2) and masks: 21.9% dead input gradients, and PGD-20 at a "
+    "huge ε still leaves 0.109 accuracy, so its PGD-20 figures (0.223 at 1/255) are not robustness.",
     "- **Not the cause: how the training attack is generated.** No random start (`pgd-1-no-rs`) and a "
     "step of ε/4 instead of ε/2 (`pgd-1-small-step`, so 2 steps reach only ε/2) end like the base: loss "
     "0.70 ≈ ln 2, clean AUC 0.627 and 0.663 (base 0.639), 21.9% and 10.2% of test faces with an all-zero "
@@ -69,10 +72,9 @@ FINDINGS: list[str] = [
     "",
     "### Not run yet",
     "",
-    "`scripts/frontier.py` lists more controlled runs than this session's CPU time allowed: PGD-AT "
-    "at 96 and 128 px, no random start, step ε/4, "
-    "TRADES β = 3, and label smoothing with weight decay 5e-4. `make frontier` resumes and adds them to "
-    "this table.",
+    "`scripts/frontier.py` lists more controlled runs than the CPU time allowed: PGD-AT (ReLU6) at 128 px, "
+    "TRADES β = 3, and label smoothing with weight decay 5e-4 (the options exist and are tested). "
+    "`make frontier` resumes and adds them to this table.",
     "",
     "### Targets (issue 20)",
     "",
@@ -83,7 +85,7 @@ FINDINGS: list[str] = [
     "| `robust` beats `default` under attack at 1/255 and 2/255 in both directions, clean AUC ≥ 0.80 | "
     "1/255: fakes 0.305 vs 0.000, reals 0.023 vs 0.000; 2/255: fakes 0.008 vs 0.000, reals 0.000 vs 0.000; "
     "clean AUC 0.647 | **no (missed)** |",
-    "| frontier ≥ 8 points from controlled runs, the control included | 11 controlled runs (the control at "
+    "| frontier ≥ 8 points from controlled runs, the control included | 14 controlled runs (the control at "
     "64 and 128 px) and 1 candidate | yes |",
     "| N-FGSM epoch ≤ 2.0x a standard epoch; 2-step PGD-AT epoch ≤ 3.2x | 1.61x and 2.06x in one run "
     "(`python benchmarks/adv_training.py --models tf_efficientnet_lite0 --objectives none,n-fgsm,pgd "

@@ -87,3 +87,15 @@ def trained_cnn():
             torch.nn.functional.cross_entropy(model(x), y).backward()
             opt.step()
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def checkpoint(trained_cnn, tmp_path_factory):
+    """``trained_cnn`` saved as a run's best.pt (32 px, no crop settings recorded); a test module may define
+    its own ``checkpoint`` (e.g. with crop settings)."""
+    from deepshield.config import TrainConfig
+    from deepshield.training.checkpoint import save_checkpoint
+
+    path = tmp_path_factory.mktemp("run") / "best.pt"
+    save_checkpoint(path, model=trained_cnn.state_dict(), config=TrainConfig(image_size=32).to_dict())
+    return path

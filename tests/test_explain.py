@@ -9,13 +9,12 @@ from PIL import Image
 from torch import nn
 
 from deepshield.cli import main
-from deepshield.config import PredictConfig, TrainConfig
+from deepshield.config import PredictConfig
 from deepshield.data.video import read_media
 from deepshield.errors import ConfigError
 from deepshield.explain import find_layer, gradcam, overlay
 from deepshield.models import build_model
 from deepshield.predict import Predictor
-from deepshield.training.checkpoint import save_checkpoint
 
 REAL_VIDEO = "ffpp/original_sequences/youtube/c23/videos/004.mp4"
 
@@ -90,13 +89,6 @@ def test_overlay_blends_a_colormap():
     assert out.shape == crop.shape and out.dtype == np.uint8
     assert out[20, 35, 0] > out[20, 35, 2] and out[20, 5, 2] > out[20, 5, 0]  # jet: hot red, cold blue
     assert np.array_equal(overlay(crop, heat, alpha=0.0), crop)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(trained_cnn, tmp_path_factory):
-    path = tmp_path_factory.mktemp("run") / "best.pt"
-    save_checkpoint(path, model=trained_cnn.state_dict(), config=TrainConfig(image_size=32).to_dict())
-    return path
 
 
 def test_predict_keeps_crops_heatmaps_and_faceless_frames(dev_data, checkpoint, tmp_path, one_torch_thread):

@@ -17,13 +17,6 @@ REAL_VIDEO = "ffpp/original_sequences/youtube/c23/videos/004.mp4"
 
 
 @pytest.fixture(scope="module")
-def checkpoint(trained_cnn, tmp_path_factory):
-    path = tmp_path_factory.mktemp("run") / "best.pt"
-    save_checkpoint(path, model=trained_cnn.state_dict(), config=TrainConfig(image_size=32).to_dict())
-    return path
-
-
-@pytest.fixture(scope="module")
 def no_face_video(tmp_path_factory):
     """20 frames of smooth colour noise (no face anywhere), written with PyAV."""
     path = tmp_path_factory.mktemp("media") / "noise.mp4"

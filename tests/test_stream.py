@@ -5,20 +5,12 @@ import json
 import pytest
 
 from deepshield.cli import main
-from deepshield.config import PredictConfig, TrainConfig
+from deepshield.config import PredictConfig
 from deepshield.errors import DataError
 from deepshield.predict import Predictor
 from deepshield.stream import append_line, done_paths, repair, stream_results
-from deepshield.training.checkpoint import save_checkpoint
 
 VIDEOS = "ffpp/original_sequences/youtube/c23/videos"
-
-
-@pytest.fixture(scope="module")
-def checkpoint(trained_cnn, tmp_path_factory):
-    path = tmp_path_factory.mktemp("run") / "best.pt"
-    save_checkpoint(path, model=trained_cnn.state_dict(), config=TrainConfig(image_size=32).to_dict())
-    return path
 
 
 @pytest.fixture(scope="module")

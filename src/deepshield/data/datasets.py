@@ -1,4 +1,5 @@
-"""Datasets by spec string: ``synthetic`` or ``catalog:PATH[:split]``; a registry maps the scheme.
+"""Datasets by spec string: ``synthetic``, ``catalog:PATH[:split]`` or ``mix:MIXTURE.yaml`` (several
+catalogs by weight, :mod:`deepshield.data.mixture`); a registry maps the scheme.
 
 ``catalog:PATH`` reads a ``deepshield preprocess`` catalog.csv (see :mod:`deepshield.data.catalog`):
 
@@ -32,6 +33,7 @@ from deepshield.config import TrainConfig
 from deepshield.contracts.crops import CropSettings
 from deepshield.data.cache import ImageCache
 from deepshield.data.catalog import SPLITS, CatalogRow, read_catalog
+from deepshield.data.folds import VAL_FRACTION, holdout_videos
 from deepshield.data.synthetic import SyntheticDeepfakeDataset
 from deepshield.data.transforms import (
     Transform,
@@ -44,7 +46,6 @@ from deepshield.errors import ConfigError, DataError, MissingFileError
 from deepshield.registry import Registry
 
 DatasetPair = tuple[Dataset, Dataset]
-VAL_FRACTION = 0.2
 RESIZE = "pil-bilinear"  # part of the cache key: a change of resizing must not reuse old caches
 
 
@@ -199,39 +200,6 @@ class FaceCatalogDataset(Dataset):
         return self.finish(self.load_uint8(row), i), int(self.labels[row]), self.row_videos[row]
 
 
-def holdout_videos(rows: Sequence[CatalogRow], fraction: float = VAL_FRACTION, seed: int = 0,
-                   tries: int = 100) -> set[str]:
-    """Video keys for validation: about ``fraction`` of the videos, whole source groups, seeded.
-
-    A fake and the real video it was made from (``source_video``) form one group; groups are drawn in a
-    seeded random order until ``fraction`` of the videos are taken. The first of ``tries`` orders that
-    leaves both classes on both sides is used (when the data allows it).
-    """
-    label: dict[str, int] = {}
-    group_of: dict[str, str] = {}
-    for r in rows:
-        label[r.video_key] = r.label
-        group_of[r.video_key] = r.group_key
-    groups: dict[str, list[str]] = defaultdict(list)
-    for key in sorted(label):
-        groups[group_of[key]].append(key)
-    names = sorted(groups)
-    target = max(1, round(fraction * len(label)))
-    rng = np.random.default_rng(seed)
-    first: set[str] | None = None
-    for _ in range(tries):
-        val: set[str] = set()
-        for g in rng.permutation(len(names)):
-            if len(val) >= target:
-                break
-            val.update(groups[names[g]])
-        first = first if first is not None else val
-        train = set(label) - val
-        if all({label[k] for k in side} == {0, 1} for side in (val, train)):
-            return val
-    return first or set()
-
-
 def subset_videos(rows: Sequence[CatalogRow], n: int, seed: int = 0) -> list[CatalogRow]:
     """The rows of at most ``n`` videos, drawn seeded and evenly across labels (whole videos)."""
     keys = sorted({r.video_key for r in rows})
@@ -254,6 +222,10 @@ def catalog_preprocess_settings(spec: str) -> CropSettings | None:
     import json
 
     scheme, arg = parse_spec(spec)
+    if scheme == "mix":
+        from deepshield.data.mixture import mixture_crop_settings
+
+        return mixture_crop_settings(arg or "", catalog_preprocess_settings)
     if scheme != "catalog":
         return None
     path, _ = parse_catalog_arg(arg)
@@ -387,6 +359,21 @@ class DatasetKind:
 
 
 DATASETS: Registry[DatasetKind] = Registry(
-    "dataset", hint="e.g. --dataset synthetic or --dataset catalog:faces/catalog.csv")
+    "dataset", hint="e.g. --dataset synthetic, catalog:faces/catalog.csv or mix:recipes/mixtures/NAME.yaml")
 DATASETS.add("synthetic", DatasetKind(_synthetic, _synthetic_eval))
 DATASETS.add("catalog", DatasetKind(_catalog, _catalog_eval))
+
+
+def _mix(arg: str | None, cfg: TrainConfig) -> DatasetPair:
+    from deepshield.data.mixture import build_mixture
+
+    return build_mixture(arg, cfg, _catalog)
+
+
+def _mix_eval(arg: str | None, image_size: int, **kwargs: Any) -> Dataset:
+    from deepshield.data.mixture import mixture_test
+
+    return mixture_test(arg, lambda spec: _catalog_eval(spec, image_size, **kwargs))
+
+
+DATASETS.add("mix", DatasetKind(_mix, _mix_eval))

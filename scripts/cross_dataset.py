@@ -129,12 +129,12 @@ def score_catalog(checkpoint: str, catalog: Path, split: str | None) -> dict[str
     from deepshield.models.loading import load_model_and_config
     from deepshield.runtime import eval_mode, fake_probs
 
-    model, config = load_model_and_config(checkpoint, torch.device("cpu"))
-    ds = FaceCatalogDataset(catalog, split=split, image_size=int(config["image_size"]), sampling="uniform")
+    model, config, _ = load_model_and_config(checkpoint, torch.device("cpu"))
+    ds = FaceCatalogDataset(catalog, split=split, image_size=config.image_size, sampling="uniform")
     probs, labels, videos = [], [], []
     with torch.inference_mode(), eval_mode(model):
         for x, y, v in DataLoader(ds, batch_size=128):
-            probs.append(fake_probs(model(x)).numpy())
+            probs.append(fake_probs(model, x).numpy())
             labels.append(y.numpy())
             videos += list(v)
     return {"probs": np.concatenate(probs), "labels": np.concatenate(labels), "videos": np.array(videos),

@@ -177,3 +177,21 @@ def test_onnx_runtime_refuses_what_it_cannot_do(flags, message, checkpoint, tmp_
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_calibrated_threshold_travels_in_the_export_metadata(trained_cnn, checkpoint, tmp_path):
+    from deepshield.config import PredictConfig
+    from deepshield.contracts.threshold import Threshold
+    from deepshield.predict import Predictor
+
+    t = Threshold(0.31, "fpr5", "the validation videos of dfdc", 5, 7)
+    calibrated = tmp_path / "calibrated.pt"
+    save_checkpoint(calibrated, model=trained_cnn.state_dict(),
+                    config={**TrainConfig(image_size=32).to_dict(), "threshold": t.to_json()})
+    result = export_model(ExportConfig(checkpoint=str(calibrated), format="torchscript",
+                                       out=str(tmp_path / "calibrated.torchscript")))
+    assert Threshold.from_json(json.loads(result.metadata["threshold"])) == t
+    assert Threshold.from_json(load_exported(result.path).threshold) == t
+    p = Predictor(PredictConfig(inputs=(), checkpoint=str(result.path), runtime="torchscript"))
+    assert (p.threshold, p.threshold_source) == (0.31, t.source)  # predict's exported runtimes see it too
+    assert load_exported(exported_file(str(checkpoint), "torchscript")).threshold is None

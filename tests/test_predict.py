@@ -150,3 +150,36 @@ def test_auto_runtime_runs_the_shipped_onnx_where_it_agrees(name, tmp_path):
     for needs_torch in ({"explain": str(tmp_path)}, {"defense": "jpeg:75"}):
         assert fast_runtime(PredictConfig(inputs=(), checkpoint=name, **needs_torch), cpu) == "torch"
     assert fast_runtime(PredictConfig(inputs=(), checkpoint="runs/x/best.pt"), cpu) == "torch"
+
+
+def test_the_calibrated_threshold_judges_unless_threshold_is_given(trained_cnn, checkpoint, no_face_video,
+                                                                   tmp_path, capsys):
+    from deepshield.contracts.threshold import Threshold
+    from deepshield.predict import FaceScore, MediaResult
+
+    t = Threshold(0.25, "eer", "the validation videos of dfdc", 3, 4)
+    path = tmp_path / "calibrated.pt"
+    save_checkpoint(path, model=trained_cnn.state_dict(),
+                    config={**TrainConfig(image_size=32).to_dict(), "threshold": t.to_json()})
+
+    def verdict(cfg: PredictConfig) -> tuple[str, float, str]:
+        p = Predictor(cfg)
+        p._score = lambda crops: np.full(len(crops), 0.3)  # scores stay probabilities; only the label moves
+        face = FaceScore(0, 0.0, 0, (0.0, 0.0, 8.0, 8.0), 0.99, 0.0)
+        crop = np.zeros((32, 32, 3), np.uint8)
+        result = p.judge(MediaResult("x.png", frames_sampled=1, faces=[face]), [crop])
+        assert result.p_fake == pytest.approx(0.3)
+        return result.label, p.threshold, p.threshold_source
+
+    calibrated = verdict(PredictConfig(inputs=(), checkpoint=str(path)))
+    assert calibrated == ("FAKE", 0.25, "calibrated: EER of the validation videos of dfdc")
+    overridden = verdict(PredictConfig(inputs=(), checkpoint=str(path), threshold=0.5))
+    assert overridden == ("REAL", 0.5, "--threshold")
+    label, value, source = verdict(PredictConfig(inputs=(), checkpoint=str(checkpoint)))
+    assert (label, value) == ("REAL", 0.5) and source.startswith("default 0.5: the model has no calibrated")
+
+    rc, out, _ = _run(capsys, no_face_video, "--checkpoint", path, "--frames", "2", "--json")
+    report = json.loads(out)
+    assert rc == 3 and (report["threshold"], report["threshold_source"]) == (0.25, t.source)
+    rc, out, _ = _run(capsys, no_face_video, "--checkpoint", path, "--frames", "2", "--threshold", "0.6")
+    assert "(FAKE when p(fake) >= 0.6; --threshold)" in out

@@ -7,7 +7,8 @@ The exported graph is the whole model of the checkpoint plus a softmax: input ``
 ``probs[:, 1]`` as p(fake), which is what ``deepshield predict`` reports. The file records, as string
 metadata (ONNX ``metadata_props``; TorchScript extra file ``deepshield.json``), the image size, class
 names, the training config and its ``preprocess`` crop settings (so ``predict --runtime onnx`` crops
-faces the way the training crops were made), and the deepshield version.
+faces the way the training crops were made), the calibrated operating ``threshold`` (JSON, null when the
+checkpoint has none; see ``deepshield.contracts.threshold``), and the deepshield version.
 
     >>> result = export_model(ExportConfig(checkpoint="default", format="onnx", out="default.onnx"))
     >>> model = load_exported("default.onnx")
@@ -170,6 +171,7 @@ def export_metadata(raw_config: dict, image_size: int, source: str) -> dict[str,
         "input": f"{INPUT_NAME}: float32 {shape} RGB in [0, 1] (normalization is inside the model)",
         "output": f"{OUTPUT_NAME}: float32 [N, 2] softmax probabilities of (real, fake)",
         "preprocess": json.dumps(raw_config.get("preprocess")),
+        "threshold": json.dumps(raw_config.get("threshold")),
         "train_config": json.dumps(raw_config),
         "source": source,
     }
@@ -187,6 +189,11 @@ class ExportedModel:
     @property
     def image_size(self) -> int:
         return int(self.metadata["image_size"])
+
+    @property
+    def threshold(self) -> dict | None:
+        """The calibrated threshold record (``Threshold.to_json()``), None when the checkpoint had none."""
+        return json.loads(self.metadata.get("threshold") or "null")
 
     @property
     def train_config(self) -> dict:

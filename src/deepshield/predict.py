@@ -4,7 +4,9 @@ The faces are found and cropped the way ``deepshield preprocess`` made the train
 detector, confidence threshold, face selection, margin and crop size, read from the checkpoint's
 ``config["preprocess"]`` when training recorded it, else the preprocessing defaults with crop size =
 the model's image size), resized to the model's input size as the datasets do, and scored. A video's
-probability aggregates its face crops (``mean`` by default; see ``evaluation.metrics``).
+probability aggregates its face crops (``mean`` by default; see ``contracts.aggregate``). It is called
+FAKE at p(fake) >= the threshold: ``--threshold``, else the one calibrated for the model and recorded in
+its checkpoint (``deepshield.contracts.threshold``), else 0.5; ``Predictor.threshold_source`` says which.
 
     >>> results = predict_files(PredictConfig(inputs=("clip.mp4",), checkpoint="runs/x/best.pt"))
     >>> results[0].p_fake, results[0].label          # 0.93, "FAKE"
@@ -28,13 +30,14 @@ import torch
 from PIL import Image
 
 from deepshield.config import PredictConfig, TrainConfig
+from deepshield.contracts.aggregate import AGGREGATIONS
 from deepshield.contracts.alarm import AlarmReport
 from deepshield.contracts.crops import DEFAULT_FRAMES_PER_VIDEO, CropSettings
+from deepshield.contracts.threshold import resolve_threshold
 from deepshield.data.faces import DETECT_BATCH, CropGeometry, build_detector, build_selector
 from deepshield.data.tracking import tracked_faces
 from deepshield.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Frame, VideoError, read_media
 from deepshield.errors import ConfigError, DataError, MissingFileError
-from deepshield.evaluation.aggregate import AGGREGATIONS
 from deepshield.export import EXPORT_FORMATS
 from deepshield.models.loading import load_model_and_config
 from deepshield.registry import Registry
@@ -209,6 +212,7 @@ class Predictor:
         self.train_cfg = TrainConfig.from_dict(raw)
         self.settings = face_settings(cfg, raw, self.train_cfg.image_size)
         self.warnings = setting_warnings(cfg, raw)
+        self.threshold, self.threshold_source = resolve_threshold(cfg.threshold, raw.get("threshold"))
         self.cutter = FaceCutter(self.settings, self.train_cfg.image_size, cfg.detect_every)
         self.geometry = self.cutter.geometry
         self.attack_alarm = _attack_alarm(cfg, self.warnings) if cfg.check_attack else None
@@ -241,7 +245,7 @@ class Predictor:
             for f, p in zip(result.faces, probs, strict=True):
                 f.p_fake = float(p)
             result.p_fake = AGGREGATIONS[self.cfg.aggregate](probs)
-            result.label = "FAKE" if result.p_fake >= self.cfg.threshold else "REAL"
+            result.label = "FAKE" if result.p_fake >= self.threshold else "REAL"
             if self.cfg.check_attack:
                 result.alarm = self.attack_alarm.check(self._score, crops, probs)
                 if result.alarm.flagged:
@@ -399,20 +403,30 @@ def format_row(r: MediaResult, width: int) -> str:
     return f"{'-':<5}  {'-':>7}  {r.path:<{width}}  {'no face' if r.status == 'no_face' else 'unreadable'}"
 
 
-def format_text(results: list[MediaResult], threshold: float = 0.5) -> str:
-    """A human-readable table: label, fake probability, file, faces found."""
+def threshold_line(threshold: float, source: str) -> str:
+    """The text output's last line: "(FAKE when p(fake) >= 0.372; calibrated: EER of ...)"."""
+    return f"(FAKE when p(fake) >= {threshold:.4g}; {source})"
+
+
+def format_text(results: list[MediaResult], threshold: float = 0.5, source: str = "default 0.5") -> str:
+    """A human-readable table: label, fake probability, file, faces found; then the threshold line."""
     width = max([len(r.path) for r in results] + [4])
     lines = [format_header(width), *(format_row(r, width) for r in results)]
-    lines.append(f"(FAKE when p(fake) >= {threshold})")
+    lines.append(threshold_line(threshold, source))
     return "\n".join(lines)
 
 
-def to_json(results: list[MediaResult], cfg: PredictConfig, settings: CropSettings | None) -> dict:
-    return {"checkpoint": cfg.checkpoint, "threshold": cfg.threshold, "aggregate": cfg.aggregate,
-            "face_settings": settings.to_json() if settings else None,
+def to_json(results: list[MediaResult], cfg: PredictConfig, settings: CropSettings | None,
+            threshold: tuple[float, str] | None = None) -> dict:
+    """The ``--json`` output; ``threshold``: the (value, source) the labels used (default: resolved from
+    ``cfg`` alone, i.e. ``--threshold`` or 0.5)."""
+    value, source = threshold or resolve_threshold(cfg.threshold, None)
+    return {"checkpoint": cfg.checkpoint, "threshold": value, "threshold_source": source,
+            "aggregate": cfg.aggregate, "face_settings": settings.to_json() if settings else None,
             "results": [r.to_dict(frames=True) for r in results]}
 
 
 __all__ = ["RUNTIMES", "CropSettings", "FaceCutter", "FaceScore", "MediaResult", "Predictor", "Scorer",
            "collect_inputs", "exit_code", "exported_scorer", "face_settings", "format_header", "format_row",
-           "format_text", "predict_files", "problem_lines", "setting_warnings", "to_json", "torch_scorer"]
+           "format_text", "predict_files", "problem_lines", "setting_warnings", "threshold_line", "to_json",
+           "torch_scorer"]

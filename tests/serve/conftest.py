@@ -64,6 +64,7 @@ class StubPredictor:
         self.detector = SimpleNamespace(detect=self._detect)
         self.train_cfg = TrainConfig(image_size=32)
         self.cfg = PredictConfig(inputs=())
+        self.threshold, self.threshold_source = 0.5, "default 0.5: the model has no calibrated threshold"
         self.settings = SimpleNamespace(frames=steps)
         self.warnings: list[str] = []
         self.running = 0

@@ -49,6 +49,7 @@ def test_health_reports_model_limits_and_queue(client, tiny_checkpoint):
     assert body["queue"] == {"active": 0, "limit": 4} and body["job_timeout_s"] == 120
     assert body["model"]["backbone"] == "small_cnn" and body["model"]["image_size"] == 32
     assert body["model"]["checkpoint"] == "best.pt" and body["model"]["card"] == []
+    assert body["model"]["threshold"] == 0.5 and body["model"]["threshold_source"].startswith("default 0.5")
 
 
 def test_image_gets_a_verdict_crops_heatmaps_and_the_upload_is_deleted(client, face_png, temp_root):
@@ -59,6 +60,7 @@ def test_image_gets_a_verdict_crops_heatmaps_and_the_upload_is_deleted(client, f
     assert body["status"] == "ok" and body["label"] in ("REAL", "FAKE") and 0 <= body["p_fake"] <= 1
     assert body["frames_sampled"] == 1 and body["faces_found"] == len(body["timeline"]) >= 1
     assert body["threshold"] == 0.5 and body["no_face_frames"] == []
+    assert body["threshold_source"] == "default 0.5: the model has no calibrated threshold"
     face = body["faces"][0]
     assert _png_size(face["crop"]) == (32, 32)
     assert face["heatmap"] is not None and _png_size(face["heatmap"]) == (32, 32)

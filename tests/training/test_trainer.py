@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from deepshield.config import TrainConfig
+from deepshield.contracts.threshold import Threshold
 from deepshield.models.loading import load_checkpoint
 from deepshield.training import trainer
 
@@ -13,8 +14,9 @@ TINY = dict(dataset="synthetic", backbone="small_cnn", image_size=32, n_train=25
             steps=2, val_attack_steps=2, progress=False)
 
 
-def test_run_outputs_and_tensorboard(tmp_path):
-    cfg = TrainConfig(**TINY, epochs=2, adv="pgd", out=str(tmp_path / "run"), tensorboard=True)
+def test_run_outputs_and_tensorboard(tmp_path, capsys):
+    cfg = TrainConfig(**TINY, epochs=2, adv="pgd", out=str(tmp_path / "run"), tensorboard=True,
+                      threshold_rule="fpr5")
     result = trainer.train(cfg)
     lines = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in lines] == [1, 2]
@@ -26,6 +28,11 @@ def test_run_outputs_and_tensorboard(tmp_path):
     assert ckpt["epoch"] == 1 and ckpt["config"]["adv"] == "pgd" and ckpt["version"]
     assert {"model", "optimizer", "scheduler", "rng", "metrics", "best"} <= set(ckpt)
     assert load_checkpoint(result.best_path)["best_metric"] == "val_robust_score"
+    # the operating threshold, calibrated on the validation images of each checkpoint's epoch
+    for path in (result.best_path, result.last_path):
+        t = Threshold.from_json(load_checkpoint(path)["config"]["threshold"])
+        assert (t.rule, t.data, t.n_real + t.n_fake) == ("fpr5", "the validation images of synthetic", 64)
+    assert "operating threshold of best.pt" in capsys.readouterr().out
 
 
 def test_eps_warmup():
@@ -70,6 +77,7 @@ def test_ddp_two_process_gloo_matches_single_process(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert ddp.returncode == 0, ddp.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "ddp").glob("*.pt")) == ["best.pt", "last.pt"]
+    assert load_checkpoint(tmp_path / "ddp" / "best.pt")["config"]["threshold"]["n_real"] > 0  # by rank 0
     assert ddp.stdout.count("best checkpoint:") == 1  # rank 0 only
     single = trainer.train(TrainConfig(dataset="synthetic", n_train=768, n_val=256, image_size=32, epochs=3,
                                        batch_size=64, lr=3e-3, progress=False, out=str(tmp_path / "single")))

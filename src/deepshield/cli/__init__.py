@@ -16,12 +16,13 @@ import sys
 from collections.abc import Callable, Sequence
 
 from deepshield import __version__
-from deepshield.cli.deploy import add_export
+from deepshield.cli.deploy import add_calibrate, add_export
 from deepshield.cli.learn import add_demo, add_evaluate, add_report, add_train
 from deepshield.cli.media import add_attack, add_catalog, add_predict, add_preprocess
 from deepshield.cli.serve import add_serve
 from deepshield.cli.values import SUMMARIES, Parser, UsageError, parse_eps
 from deepshield.config import (
+    CalibrateConfig,
     DemoConfig,
     EvalConfig,
     ExportConfig,
@@ -47,6 +48,7 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], None], type]] =
     "attack": (add_attack, VideoAttackConfig),
     "serve": (add_serve, ServeConfig),
     "export": (add_export, ExportConfig),
+    "calibrate": (add_calibrate, CalibrateConfig),
 }
 
 

@@ -15,6 +15,7 @@ from deepshield.cli.values import (
     parse_eps_list,
     parse_list,
     positive_int,
+    rule_help,
 )
 from deepshield.config import DemoConfig, EvalConfig, ReportConfig, TrainConfig
 
@@ -120,6 +121,7 @@ def _add_train_data(p: argparse.ArgumentParser) -> None:
 
 def _add_adversarial(p: argparse.ArgumentParser) -> None:
     """The training objective's flags (training.objectives.AdvParams) and validation/early stopping."""
+    from deepshield.contracts.threshold import THRESHOLD_RULES
     from deepshield.models import ACTIVATIONS
     from deepshield.training.objectives import BN_MODES, OBJECTIVES
 
@@ -155,6 +157,9 @@ def _add_adversarial(p: argparse.ArgumentParser) -> None:
     p.add_argument("--best-metric", default=None,
                    help="metric that picks best.pt, e.g. val_auc (default: val_robust_score when "
                         "adversarial, else val_auc)")
+    p.add_argument("--threshold-rule", default="eer", choices=list(THRESHOLD_RULES),
+                   help="the operating threshold recorded in best.pt and last.pt, chosen on the validation "
+                        "videos: " + rule_help() + " (default: eer)")
 
 
 def _evaluate(args: argparse.Namespace) -> int:

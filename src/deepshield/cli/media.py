@@ -23,7 +23,8 @@ def _predict(args: argparse.Namespace) -> int:
     stream = _stream(predictor, cfg, todo)
     results = list(progress(stream, desc="predict", total=len(todo), unit="video", enabled=len(todo) > 1))
     if cfg.as_json:
-        print(json.dumps(to_json(results, cfg, predictor.settings), indent=1))
+        threshold = (predictor.threshold, predictor.threshold_source)
+        print(json.dumps(to_json(results, cfg, predictor.settings, threshold), indent=1))
     elif cfg.check_attack:
         print("\n".join(r.alarm.line(r.path) for r in results if r.alarm is not None))
     if cfg.explain is not None:
@@ -56,7 +57,7 @@ def _stream(predictor, cfg: PredictConfig, files: list):
     """Results as they finish: each appended to ``--out`` and, in text mode, printed as a table row."""
     from pathlib import Path
 
-    from deepshield.predict import format_header, format_row
+    from deepshield.predict import format_header, format_row, threshold_line
     from deepshield.stream import append_line, auto_workers, stream_results
 
     workers = auto_workers(len(files)) if cfg.workers is None else cfg.workers
@@ -70,12 +71,12 @@ def _stream(predictor, cfg: PredictConfig, files: list):
             print(format_row(r, width), flush=True)
         yield r
     if not cfg.as_json:
-        print(f"(FAKE when p(fake) >= {cfg.threshold})", flush=True)
+        print(threshold_line(predictor.threshold, predictor.threshold_source), flush=True)
 
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
+    from deepshield.contracts.aggregate import AGGREGATIONS
     from deepshield.data.faces import DETECTORS
-    from deepshield.evaluation.aggregate import AGGREGATIONS
     from deepshield.export import EXPORT_FORMATS
 
     p = sub.add_parser("predict", help=SUMMARIES["predict"],
@@ -101,8 +102,9 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                    help="crop size in px (default: the checkpoint's, else its image size)")
     p.add_argument("--min-score", type=fraction_01, default=None,
                    help="face detector confidence in [0, 1] (default: the checkpoint's, else 0.9)")
-    p.add_argument("--threshold", type=fraction_01, default=0.5,
-                   help="call FAKE at p(fake) >= this (default: 0.5)")
+    p.add_argument("--threshold", type=fraction_01, default=None,
+                   help="call FAKE at p(fake) >= this (default: the model's calibrated threshold, recorded "
+                        "in its checkpoint by train or 'deepshield calibrate'; 0.5 for a model without one)")
     p.add_argument("--aggregate", default="mean", choices=list(AGGREGATIONS),
                    help="frame scores -> video score (default: mean)")
     p.add_argument("--defense", default=None,

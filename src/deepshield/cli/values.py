@@ -21,6 +21,7 @@ SUMMARIES: dict[str, str] = {
     "catalog": "catalog tools: merge shards",
     "attack": "an adversarial video file, judged after H.264 re-encoding",
     "serve": "a local web page and JSON API: upload a video or image, get a verdict",
+    "calibrate": "choose a checkpoint's operating threshold on datasets (EER or a false-positive rate)",
 }
 
 
@@ -125,6 +126,13 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def rule_help() -> str:
+    """The threshold rules for a --help text ("eer: ...; fpr5: at most 5%% ...", argparse-escaped)."""
+    from deepshield.contracts.threshold import THRESHOLD_RULES
+
+    return "; ".join(f"{n}: {r.help}" for n, r in THRESHOLD_RULES.items()).replace("%", "%%")
 
 
 def config_of(cls: type, args: argparse.Namespace) -> Any:

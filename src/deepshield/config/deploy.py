@@ -1,4 +1,4 @@
-"""Configs of the commands that act on a trained model: attack a video, serve, export."""
+"""Configs of the commands that act on a trained model: attack a video, serve, export, calibrate."""
 
 from __future__ import annotations
 
@@ -107,3 +107,32 @@ class ExportConfig:
     checkpoint: str = "default"
     format: str = "onnx"
     out: str | None = None
+
+
+@dataclass(frozen=True)
+class CalibrateConfig:
+    """Settings of ``deepshield calibrate``: choose ``checkpoint``'s operating threshold with ``rule``
+    (eer | fpr5 | fpr1; ``deepshield.contracts.threshold``) on the videos of ``dataset`` (one or more
+    ``catalog:PATH[:split]`` specs; frames aggregated per video with ``aggregate``; ``frames`` evenly spaced
+    crops per video, None: all) and write a copy of the checkpoint with it to ``out``."""
+
+    checkpoint: str = "default"
+    dataset: tuple[str, ...] = ()
+    rule: str = "eer"
+    aggregate: str = "mean"
+    frames: int | None = None
+    out: str = ""
+    batch_size: int = 128
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.dataset:
+            raise ConfigError("calibrate needs at least one --dataset, e.g. "
+                              "--dataset catalog:faces/catalog.csv:val")
+        if not self.out:
+            raise ConfigError("calibrate needs --out, the checkpoint to write, e.g. "
+                              "--out runs/x/calibrated.pt")
+        if Path(self.out).suffix in (".onnx", ".torchscript"):
+            raise ConfigError(f"--out {self.out}: calibrate writes a checkpoint (.pt); export it afterwards "
+                              "with 'deepshield export'")

@@ -58,6 +58,7 @@ class TrainConfig:
     max_val: int | None = None          # catalog: validate on a seeded, label-balanced subset of N videos
     patience: int | None = None         # stop when best_metric has not improved for N epochs
     best_metric: str | None = None      # default: val_robust_score (clean+PGD) if adversarial, else val_auc
+    threshold_rule: str = "eer"         # the checkpoint's threshold, chosen on validation: eer, fpr5, fpr1
     augment: str = "faces"              # training augmentation: faces | none (see data.transforms.AUGMENTS)
     max_train: int | None = None        # catalog: at most this many training videos (a seeded subset)
     pseudo_fakes: str | None = None     # catalog: self-blended fakes from the reals (sbi; data.pseudo_fakes)

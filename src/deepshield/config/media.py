@@ -24,7 +24,7 @@ class PredictConfig:
     shift: float | None = None          # crop centre moved down by this fraction of the face box
     size: int | None = None             # crop size before resizing to the model's image_size
     min_score: float | None = None      # detector confidence a face needs, in [0, 1]
-    threshold: float = 0.5              # fake probability above which a video is called FAKE
+    threshold: float | None = None      # FAKE at p(fake) >= this (None: the model's calibrated one, else 0.5)
     aggregate: str = "mean"             # frame -> video score: mean | top50 | median
     batch_size: int = 32
     device: str = "auto"

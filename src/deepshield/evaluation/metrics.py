@@ -15,14 +15,12 @@ against *all* the reals, so each method's AUC answers "can it tell this manipula
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from deepshield.errors import DataError
-from deepshield.evaluation.aggregate import AGGREGATIONS
+from deepshield.contracts.aggregate import aggregate_videos
 
 VIDEO_AGGREGATIONS = ("mean", "top50")
 
@@ -73,29 +71,6 @@ def binary_metrics(labels: Sequence[int], probs: Sequence[float], threshold: flo
     out["fake_acc"] = float(hit[labels == 1].mean()) if (labels == 1).any() else nan
     out["tpr_at_1fpr"], out["threshold_1fpr"] = tpr_at_fpr(labels, probs, 0.01)
     return out
-
-
-def aggregate_videos(
-    labels: Sequence[int], probs: Sequence[float], video_ids: Sequence[str], how: str = "mean"
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Group frame scores by video id; returns (video labels, video probabilities, sorted video ids).
-
-    Raises DataError when one video's frames carry different labels (a broken catalog).
-    """
-    aggregate = AGGREGATIONS.lookup(how)
-    if len(video_ids) != len(labels):
-        raise ValueError(f"{len(video_ids)} video ids for {len(labels)} frames")
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, v in enumerate(video_ids):
-        groups[str(v)].append(i)
-    labels, probs = np.asarray(labels, dtype=int), np.asarray(probs, dtype=float)
-    vids = sorted(groups)
-    for v in vids:
-        if len(set(labels[groups[v]].tolist())) > 1:
-            raise DataError(f"video {v!r} has frames labelled both real and fake; fix the catalog")
-    vlabels = np.array([labels[groups[v][0]] for v in vids], dtype=int)
-    vprobs = np.array([aggregate(probs[groups[v]]) for v in vids])
-    return vlabels, vprobs, vids
 
 
 def video_metrics(

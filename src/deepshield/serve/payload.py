@@ -3,7 +3,8 @@
 Face crops and their Grad-CAM overlays travel as base64 PNG data URLs, for at most ``GALLERY`` faces
 spread evenly over the video (every face still has its point on the timeline).
 
-    >>> payload = result_json(result, model, threshold=0.5, filename="clip.mp4", seconds=4.2)
+    >>> payload = result_json(result, model, threshold=0.37, threshold_source="calibrated: EER of ...",
+    ...                       filename="clip.mp4", seconds=4.2)
     >>> payload["label"], payload["timeline"][0]       # "FAKE", {"t": 0.2, "frame": 5, "p_fake": 0.91}
 """
 
@@ -48,10 +49,13 @@ def card_numbers(card: Path) -> list[list[str]]:
     return rows
 
 
-def model_info(checkpoint: str, train_cfg: Any) -> dict[str, Any]:
-    """Name, architecture and (for a bundled model) its model card's numbers."""
+def model_info(checkpoint: str, train_cfg: Any, threshold: tuple[float, str] | None = None) -> dict[str, Any]:
+    """Name, architecture, operating threshold (value, where it comes from) and (for a bundled model) its
+    model card's numbers."""
     card = MODEL_CARDS.get(checkpoint)
+    value, source = threshold if threshold is not None else (None, None)
     return {"checkpoint": checkpoint if checkpoint in BUNDLED else Path(checkpoint).name,
+            "threshold": value, "threshold_source": source,
             "backbone": getattr(train_cfg, "backbone", None),
             "image_size": getattr(train_cfg, "image_size", None),
             "adv": getattr(train_cfg, "adv", None),
@@ -104,13 +108,15 @@ def jsonable(value: Any) -> Any:
 
 
 def result_json(result: Any, model: dict[str, Any], threshold: float, filename: str, seconds: float,
-                warnings: list[str] | None = None) -> dict[str, Any]:
-    """The page's view of one analysed file (a ``deepshield.predict.MediaResult``)."""
+                warnings: list[str] | None = None, threshold_source: str | None = None) -> dict[str, Any]:
+    """The page's view of one analysed file (a ``deepshield.predict.MediaResult``), judged at ``threshold``
+    (``threshold_source``: where it comes from, e.g. "calibrated: EER of the validation videos of dfdc")."""
     no_face = getattr(result, "no_face_frames", None) or []
     return {
         "file": filename, "status": result.status, "label": result.label,
         "p_fake": None if result.p_fake is None else round(float(result.p_fake), 4), "threshold": threshold,
-        "frames_sampled": result.frames_sampled, "faces_found": len(result.faces),
+        "threshold_source": threshold_source, "frames_sampled": result.frames_sampled,
+        "faces_found": len(result.faces),
         "timeline": [{"frame": f.frame_index, "t": f.timestamp_s, "face": f.face_index,
                       "p_fake": round(f.p_fake, 4)} for f in result.faces],
         "no_face_frames": [{"frame": int(i), "t": round(float(t), 3)} for i, t in no_face],

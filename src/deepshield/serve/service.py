@@ -101,7 +101,8 @@ class Service:
                   if on]
         watch.next_stage = "scoring the faces" + (f" ({', '.join(extras)})" if extras else "")
         self.predictors[name], self.watches[name] = predictor, watch
-        self.models[name] = model_info(name, predictor.train_cfg)
+        self.models[name] = model_info(name, predictor.train_cfg,
+                                       threshold=(predictor.threshold, predictor.threshold_source))
         return predictor
 
     def predictor_for(self, name: str | None) -> tuple[str, Any]:
@@ -139,7 +140,9 @@ class Service:
         if result.error:
             raise JobFailed(422, f"cannot read {filename}: {result.error}")
         job.stage = "preparing the result"
-        return result_json(result, self.models[name], threshold=predictor.cfg.threshold, filename=filename,
+        # each model judges at its own threshold: the one calibrated for it, else 0.5
+        return result_json(result, self.models[name], threshold=predictor.threshold,
+                           threshold_source=predictor.threshold_source, filename=filename,
                            seconds=time.perf_counter() - start, warnings=list(predictor.warnings))
 
     def health(self) -> dict[str, Any]:

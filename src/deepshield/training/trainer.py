@@ -1,8 +1,9 @@
 """The training run: data, model, objective, optimizer, checkpoints, logging, resume, DDP.
 
 Read top to bottom: build everything, maybe resume, then for each epoch build the objective at the
-epoch's ε, train one epoch, validate, log, checkpoint. Precision (AMP), DDP and the objective are
-injected; the loop does not branch on them.
+epoch's ε, train one epoch, validate, log, checkpoint; at the end, calibrate the operating threshold of
+best.pt and last.pt on the validation videos (``training.calibration``). Precision (AMP), DDP and the
+objective are injected; the loop does not branch on them.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSamp
 
 from deepshield.attacks import build_eval_attack
 from deepshield.config import SweepSpec, TrainConfig
+from deepshield.contracts.threshold import THRESHOLD_RULES, Threshold
 from deepshield.data.datasets import build_datasets, catalog_preprocess_settings
+from deepshield.errors import ConfigError
 from deepshield.io import write_text_atomic
 from deepshield.models import build_model, count_parameters
 from deepshield.models.loading import load_checkpoint
 from deepshield.runtime import select_device
+from deepshield.training.calibration import record_threshold, validation_threshold
 from deepshield.training.checkpoint import rng_state, save_checkpoint, set_rng_state
 from deepshield.training.distributed import (
     DistInfo,
@@ -240,8 +244,10 @@ def _epoch(run: _Run, net: torch.nn.Module, epoch: int) -> dict[str, float]:
 
 
 def train(cfg: TrainConfig) -> TrainResult:
-    """Run ``deepshield train``; writes config.json, metrics.jsonl, last.pt and best.pt under ``cfg.out``."""
+    """Run ``deepshield train``; writes config.json, metrics.jsonl, last.pt and best.pt under ``cfg.out``
+    (the checkpoints' config holding the calibrated ``threshold``)."""
     check_settings(cfg.adv, **cfg.objective_settings())  # a misplaced flag fails before any work
+    THRESHOLD_RULES.lookup(cfg.threshold_rule)           # so does an unknown threshold rule (a recipe's)
     run = _build(smoke_config(cfg) if cfg.smoke else cfg)
     cfg, out = run.cfg, run.out
     _resume(run)
@@ -271,9 +277,38 @@ def train(cfg: TrainConfig) -> TrainResult:
                 if stop is not None:
                     log.info(stop)
                     break
+            _record_threshold(run, log)
     finally:
         cleanup(run.info)
     return TrainResult(out, run.metrics, out / "best.pt", out / "last.pt")
+
+
+def _record_threshold(run: _Run, log: RunLogger) -> None:
+    """Calibrate the operating threshold (``cfg.threshold_rule``) of best.pt and last.pt on the validation
+    videos and rewrite them with it in their config (rank 0 writes; every rank scores its shard)."""
+    if run.info.enabled:
+        torch.distributed.barrier()  # rank 0 has finished writing the checkpoints
+    loader = make_loader(run.val_ds, run.cfg, None, run.info)
+    fallback = run.cfg.dataset.partition(":")[0]  # the dataset name of ids without one ("synthetic")
+    by_epoch: dict[int, Threshold] = {}
+    files: dict[int, list[str]] = {}
+    for path in (p for p in (run.out / "best.pt", run.out / "last.pt") if p.exists()):
+        ckpt = load_checkpoint(path)
+        epoch = ckpt["epoch"]
+        if epoch not in by_epoch:  # best.pt and last.pt often hold the same epoch: scored once
+            run.model.load_state_dict(ckpt["model"])
+            try:
+                by_epoch[epoch] = validation_threshold(run.model, loader, run.device, run.info,
+                                                       run.cfg.threshold_rule, fallback)
+            except ConfigError as e:
+                log.info(f"no operating threshold recorded: {e}; predict will judge at 0.5")
+                return
+        if run.info.is_main:
+            record_threshold(path, by_epoch[epoch], ckpt)
+        files.setdefault(epoch, []).append(path.name)
+    for epoch, names in files.items():
+        log.info(f"operating threshold of {' and '.join(names)} (epoch {epoch + 1}): "
+                 f"{by_epoch[epoch].describe()}")
 
 
 def history_of(out: Path, history: list[dict[str, float]]) -> list[dict[str, float]]:

@@ -38,7 +38,8 @@ async function loadHealth() {
     health = await r.json();
     const m = health.model;
     $("model-line").textContent = `model: ${m.checkpoint} (${m.backbone}, ${m.image_size} px)` +
-      (health.frames ? `, ${health.frames} frames per video` : "");
+      (health.frames ? `, ${health.frames} frames per video` : "") +
+      (m.threshold == null ? "" : `; threshold ${thresholdText(m.threshold, m.threshold_source)}`);
     $("limit").textContent = `videos and images up to ${health.max_upload_bytes / 1e6} MB`;
     const pick = $("model-pick");
     if (!pick.options.length) {
@@ -124,7 +125,7 @@ function render(r) {
     verdict.textContent = abstain ? "NO VERDICT (possible attack)" : r.label;
     verdict.className = `verdict ${r.label}`;
     $("verdict-detail").textContent = `${r.file}, model ${r.model.checkpoint}: p(fake) = ${r.p_fake.toFixed(3)} ` +
-      `(FAKE when ≥ ${r.threshold}` +
+      `(FAKE when ≥ ${+Number(r.threshold).toFixed(3)}${r.threshold_source ? `; ${r.threshold_source}` : ""}` +
       `${abstain ? "; not trusted: the attack alarm flagged this input" : ""}), ` +
       `${r.faces_found} face(s) in ${r.frames_sampled} sampled frame(s), judged in ${r.seconds} s.`;
   }
@@ -137,6 +138,12 @@ function render(r) {
   renderModel(r.model);
   const warnings = $("warnings");
   warnings.replaceChildren(...r.warnings.map((w) => el("li", {}, w)));
+}
+
+// "0.372 (calibrated: EER of the validation videos of dfdc)": the value and where it comes from
+function thresholdText(value, source) {
+  const shown = `${+Number(value).toFixed(3)}`;
+  return source ? `${shown} (${source})` : shown;
 }
 
 function renderAlarm(alarm) {
@@ -173,7 +180,8 @@ function drawTimeline(r) {
   plot.append(svg("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }));
   plot.append(svg("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, class: "axis" }));
   plot.append(svg("line", { x1: L, x2: W - R, y1: y(r.threshold), y2: y(r.threshold), class: "threshold" }));
-  plot.append(svg("text", { x: W - R, y: y(r.threshold) - 4, "text-anchor": "end" }, `threshold ${r.threshold}`));
+  plot.append(svg("text", { x: W - R, y: y(r.threshold) - 4, "text-anchor": "end" },
+                  `threshold ${+Number(r.threshold).toFixed(3)}`));
   plot.append(svg("text", { x: (L + W) / 2, y: H - 6, "text-anchor": "middle" },
                   `time in the video (s, 0 to ${tmax.toFixed(1)})`));
   if (pts.length > 1) {
@@ -214,7 +222,9 @@ function renderFaces(r) {
 function renderModel(m) {
   const table = el("table");
   const rows = [["checkpoint", m.checkpoint], ["architecture", `${m.backbone}, ${m.image_size} px`],
-                ["adversarial training", m.adv || "none"], ...m.card];
+                ["adversarial training", m.adv || "none"],
+                ...(m.threshold == null ? [] : [["threshold", thresholdText(m.threshold, m.threshold_source)]]),
+                ...m.card];
   for (const [k, v] of rows) {
     const tr = el("tr");
     tr.append(el("td", {}, k), el("td", {}, String(v)));

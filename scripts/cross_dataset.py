@@ -21,6 +21,7 @@ A *model* here is a recipe measured by its folds: FF++ figures of a k-fold model
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -192,6 +193,7 @@ def _load(ckpt: str, data: str) -> dict[str, np.ndarray] | None:
     return dict(np.load(path)) if path.is_file() else None
 
 
+@functools.lru_cache(maxsize=None)
 def _threshold(ckpt: str) -> float:
     """The checkpoint's calibrated threshold (0.5 when it has none)."""
     import torch

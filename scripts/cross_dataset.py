@@ -193,7 +193,7 @@ def _load(ckpt: str, data: str) -> dict[str, np.ndarray] | None:
     return dict(np.load(path)) if path.is_file() else None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _threshold(ckpt: str) -> float:
     """The checkpoint's calibrated threshold (0.5 when it has none)."""
     import torch

@@ -11,12 +11,21 @@ group-disjoint folds (a fake and its source real are always in the same fold):
    ``top50``, ``mean_logodds``, ``topk_logodds``) and of the heads, overall, per fold and per fake
    method (each method against all reals), with a paired bootstrap CI of each row minus ``mean``.
 
+A ``--checkpoint`` containing ``{fold}`` is one frame model per fold (e.g. fine-tuned on that fold's
+``train`` videos): fold k's features come from checkpoint k (cached in ``<out>/features-fold{k}.npz``),
+so fold k's head is trained, early-stopped and tested on them, and every aggregation row scores fold
+k's test videos with checkpoint k too. Note that the head then trains on videos its frame model was
+trained on (in-sample embeddings); its ``val`` videos, where it early-stops, were only used to pick
+the frame model's epoch.
+
 Writes ``<out>/temporal.json`` and ``<out>/temporal.md``. ``--save-head FILE`` then trains the head on
 every video (for the median early-stopping step of the folds) and writes a self-contained video
-checkpoint.
+checkpoint (one frame checkpoint only).
 
     python scripts/temporal.py --checkpoint src/deepshield/models/weights/default.pt \\
         --folds runs/cross/folds --frames 16 --out runs/temporal/default
+    python scripts/temporal.py --checkpoint 'runs/cross/dfdc+ffpp-fold{fold}/best.pt' \\
+        --out runs/temporal/dfdc+ffpp
 """
 
 from __future__ import annotations
@@ -134,6 +143,26 @@ def extract(checkpoint: str, catalog: Path, frames: int, cache: Path, device: to
                     [ds.video_methods[k] for k in keys])
 
 
+def fold_checkpoints(checkpoint: str, n_folds: int) -> list[str]:
+    """The frame checkpoint of each fold: ``checkpoint`` with ``{fold}`` replaced by 0 .. n_folds - 1, or
+    ``checkpoint`` itself for every fold."""
+    return [checkpoint.replace("{fold}", str(k)) for k in range(n_folds)]
+
+
+def extract_folds(checkpoint: str, catalog: Path, frames: int, out: Path, device: torch.device,
+                  n_folds: int) -> list[Features]:
+    """Per fold, the features of every video by that fold's frame checkpoint (one extraction, shared by
+    every fold, when ``checkpoint`` has no ``{fold}``)."""
+    if "{fold}" not in checkpoint:
+        return [extract(checkpoint, catalog, frames, out / "features.npz", device)] * n_folds
+    paths = fold_checkpoints(checkpoint, n_folds)
+    missing = [p for p in paths if not Path(p).is_file()]
+    if missing:
+        raise SystemExit(f"--checkpoint {checkpoint}: {', '.join(missing)} not found; train those folds "
+                         "first")
+    return [extract(p, catalog, frames, out / f"features-fold{k}.npz", device) for k, p in enumerate(paths)]
+
+
 def read_folds(folds: Path, keys: list[str]) -> list[dict[str, str]]:
     """Per fold (``fold*/catalog.csv`` under ``folds``): video key -> split (train / val / test)."""
     from deepshield.data.catalog import read_catalog
@@ -224,14 +253,30 @@ def aggregation_scores(f: Features) -> dict[str, np.ndarray]:
     return {a: np.array([AGGREGATIONS[a](p) for p in probs]) for a in AGGS}
 
 
-def out_of_fold_heads(f: Features, folds: list[dict[str, str]], seeds: int, spec: TrainSpec,
+def _parts(f: Features, split: dict[str, str]) -> dict[str, np.ndarray]:
+    """Indices into ``f`` of the fold's train, val and test videos."""
+    return {s: np.array([i for i, key in enumerate(f.keys) if split[key] == s], dtype=np.int64)
+            for s in ("train", "val", "test")}
+
+
+def out_of_fold_aggregations(feats: list[Features], folds: list[dict[str, str]]) -> dict[str, np.ndarray]:
+    """Every aggregation's video scores [V], fold k's test videos scored on fold k's features."""
+    rows = {a: np.full(len(feats[0].keys), np.nan) for a in AGGS}
+    for f, split in zip(feats, folds, strict=True):
+        test = _parts(f, split)["test"]
+        for a, s in aggregation_scores(f).items():
+            rows[a][test] = s[test]
+    return rows
+
+
+def out_of_fold_heads(feats: list[Features], folds: list[dict[str, str]], seeds: int, spec: TrainSpec,
                       ) -> tuple[dict[str, np.ndarray], dict[str, list[int]]]:
-    """Per head variant: out-of-fold logits [seeds, V] and the early-stopping steps chosen."""
-    scores = {name: np.full((seeds, len(f.keys)), np.nan) for name in HEADS}
+    """Per head variant: out-of-fold logits [seeds, V] (fold k's head on fold k's features) and the
+    early-stopping steps chosen."""
+    scores = {name: np.full((seeds, len(feats[0].keys)), np.nan) for name in HEADS}
     steps: dict[str, list[int]] = {name: [] for name in HEADS}
-    for k, split in enumerate(folds):
-        part = {s: np.array([i for i, key in enumerate(f.keys) if split[key] == s]) for s in ("train", "val",
-                                                                                          "test")}
+    for k, (f, split) in enumerate(zip(feats, folds, strict=True)):
+        part = _parts(f, split)
         for name, hcfg in HEADS.items():
             hcfg = replace(hcfg, frames=f.emb.shape[1], dim=f.emb.shape[2])
             for s in range(seeds):
@@ -310,10 +355,13 @@ def markdown(result: dict) -> str:
             + f"), {result['frames']} frames each for every row (equal compute).\n")
 
 
-def run(f: Features, folds: list[dict[str, str]], seeds: int, spec: TrainSpec) -> tuple[dict, dict]:
-    """The comparison: every aggregation and head variant, out of fold. Also returns the chosen steps."""
-    rows = aggregation_scores(f)
-    logits, steps = out_of_fold_heads(f, folds, seeds, spec)
+def run(feats: list[Features], folds: list[dict[str, str]], seeds: int, spec: TrainSpec,
+        ) -> tuple[dict, dict]:
+    """The comparison: every aggregation and head variant, out of fold (``feats[k]``: fold k's features,
+    the same videos in the same order). Also returns the chosen steps."""
+    f = feats[0]
+    rows = out_of_fold_aggregations(feats, folds)
+    logits, steps = out_of_fold_heads(feats, folds, seeds, spec)
     per_seed = {name: [auc(f.label, s) for s in logits[name]] for name in HEADS}
     rows.update({name: logits[name].mean(0) for name in HEADS})  # the seeds' mean logit: still one pass
     result = summarize(f, folds, rows, per_seed)
@@ -343,29 +391,37 @@ def save_head(f: Features, checkpoint: str, path: Path, name: str, steps: list[i
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", default="default", help="frame model: a bundled name or a best.pt")
+    p.add_argument("--checkpoint", default="default",
+                   help="frame model: a bundled name or a best.pt; with {fold}, one per fold")
     p.add_argument("--folds", type=Path, default=Path("runs/cross/folds"), help="folder of fold*/catalog.csv")
     p.add_argument("--frames", type=int, default=16, help="T: evenly spaced frames per video, for every row")
     p.add_argument("--out", type=Path, default=Path("runs/temporal/default"))
-    p.add_argument("--seeds", type=int, default=5, 
+    p.add_argument("--seeds", type=int, default=5,
                    help="head trainings per fold (their mean logit is scored)")
     p.add_argument("--steps", type=int, default=TrainSpec.steps)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--save-head", type=Path, default=None, 
+    p.add_argument("--save-head", type=Path, default=None,
                    help="also write a video checkpoint trained on all")
-    p.add_argument("--save-variant", default="head", choices=list(HEADS), 
+    p.add_argument("--save-variant", default="head", choices=list(HEADS),
                    help="which head --save-head trains")
     args = p.parse_args(argv)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    # One thread: the heads are tiny, and two threads spinning against a training on a busy 2-core
+    # machine made a 1-minute run take over 15.
+    torch.set_num_threads(1)
+    if args.save_head is not None and "{fold}" in args.checkpoint:
+        raise SystemExit("--save-head trains on every video: give one frame checkpoint trained on them all "
+                         "(e.g. runs/cross/dfdc+ffpp-all/best.pt), not a {fold} template")
     catalogs = sorted(args.folds.glob("fold*/catalog.csv"))
     if not catalogs:
         raise SystemExit(f"no fold catalogs under {args.folds} (expected fold0/catalog.csv, ...)")
-    f = extract(args.checkpoint, catalogs[0], args.frames, args.out / "features.npz",
-                torch.device(args.device))
+    feats = extract_folds(args.checkpoint, catalogs[0], args.frames, args.out, torch.device(args.device),
+                          len(catalogs))
+    f = feats[0]
     folds = read_folds(args.folds, f.keys)
     spec = TrainSpec(steps=args.steps)
-    result, steps = run(f, folds, args.seeds, spec)
-    result.update(checkpoint=str(args.checkpoint), folds=str(args.folds))
+    result, steps = run(feats, folds, args.seeds, spec)
+    result.update(checkpoint=str(args.checkpoint), folds=str(args.folds),
+                  fold_checkpoints=fold_checkpoints(args.checkpoint, len(folds)))
     md = markdown(result)
     write_json_atomic(args.out / "temporal.json", result)
     write_text_atomic(args.out / "temporal.md", md)

@@ -19,7 +19,8 @@ def test_bundled_model_is_small_and_carries_its_crop_settings(name, card):
     ckpt = load_checkpoint(path)
     assert set(ckpt) >= {"model", "config", "metrics", "source"} and "optimizer" not in ckpt
     pre = ckpt["config"]["preprocess"]
-    assert pre["detector"] == "mtcnn" and 0 < pre["margin"] <= 4 and pre["layout"] == "faces"
+    assert pre["detector"] == "mtcnn" and 0 < pre["margin"] <= 4 and pre["layout"] in ("faces", None)
+    assert 0 < ckpt["config"]["threshold"]["value"] < 1  # calibrated on validation videos
     text = (WEIGHTS_DIR / card).read_text()
     assert ckpt["config"]["backbone"] in text and "DFDC" in text
     assert (ckpt["config"]["adv"] == "none") == (name == "default")  # robust is adversarially trained

@@ -394,8 +394,9 @@ def _frontier_block() -> list[str]:
 
 
 NOTES = [
-    "- The bundled `default` detector is the standard model: its model card "
-    "(`src/deepshield/models/weights/MODEL_CARD.md`) says why.",
+    "- The standard model here was the bundled `default` until 2026-12-05; the default is now its fine-tune "
+    "on DFDC + FF++ + SBI (*Cross-dataset* section; its model card, "
+    "`src/deepshield/models/weights/MODEL_CARD.md`, says why).",
     "- Stage times are those of each stage's last complete run (a resumed training adds the time of the "
     "attempts it continues). The stages shared the 2 cores with development work (tests, editing) at times, "
     "so they are upper bounds.",

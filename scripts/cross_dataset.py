@@ -75,10 +75,10 @@ MODELS = (
     Model("dfdc+ffpp", "DFDC + FF++ (2 of 3 folds)", _folds("dfdc+ffpp"), "dfdc+ffpp", "folds"),
     Model("dfdc+ffpp+sbi", "DFDC + FF++ (2 of 3 folds) + SBI of their FF++ reals", _folds("dfdc+ffpp+sbi"),
           "dfdc+ffpp+sbi", "folds"),
-    # The bundled default: dfdc+ffpp+sbi-all's best.pt, its threshold calibrated on the real validation
-    # videos (deepshield calibrate, below), then scripts/bundle.py.
-    Model("default (bundled) = dfdc+ffpp+sbi-all", "DFDC + all 96 FF++ videos + SBI",
-          (f"{OUT}/default/best.pt",), "dfdc+ffpp+sbi-all", "none"),
+    # The bundled default: the pick's recipe on every FF++ video (dfdc+ffpp-all), its threshold calibrated
+    # on the real validation videos (calibrate_default, below), then scripts/bundle.py.
+    Model("default (bundled) = dfdc+ffpp-all", "DFDC + all 96 FF++ videos",
+          (f"{OUT}/default/best.pt",), "dfdc+ffpp-all", "none"),
 )
 
 
@@ -121,7 +121,7 @@ def prepare() -> None:
 def calibrate_default() -> None:
     """The shipped default's threshold: EER of the real validation videos (DFDC val, FF++ val of ``all``)."""
     out = OUT / "default/best.pt"
-    src = OUT / "dfdc+ffpp+sbi-all/best.pt"
+    src = OUT / "dfdc+ffpp-all/best.pt"
     if src.is_file() and (not out.is_file() or out.stat().st_mtime < src.stat().st_mtime):
         out.parent.mkdir(parents=True, exist_ok=True)
         run(deepshield("calibrate", "--checkpoint", str(src), "--dataset", f"catalog:{DFDC_CATALOG}:val",

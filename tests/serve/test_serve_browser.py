@@ -63,7 +63,7 @@ def test_fake_video_gets_verdict_timeline_and_heatmaps(browser, default_server, 
     assert heatmaps.count() >= 1
     assert heatmaps.first.evaluate("img => img.complete && img.naturalWidth") == 128
     assert "Attack alarm" in page.inner_text("#alarm")
-    assert "0.932" in page.inner_text("#model")              # the model card's DFDC test AUC
+    assert "0.927" in page.inner_text("#model")              # the model card's DFDC test AUC
     shot = tmp_path / "verdict.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000

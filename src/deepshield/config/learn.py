@@ -94,22 +94,27 @@ class RecipeError(ConfigError):
     """A recipe file that cannot be used; the message names the file and the key."""
 
 
+def read_yaml(path: Path, what: str, error: type[ConfigError], hint: str) -> Any:
+    """The parsed YAML of ``path`` (``{}`` when empty); ``error`` naming ``what`` and the file when it is
+    missing (with ``hint``) or not valid YAML."""
+    import yaml
+
+    if not path.is_file():
+        raise error(f"{what} {path}: not found; {hint}")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise error(f"{what} {path}: not valid YAML ({str(err).splitlines()[0]})") from None
+
+
 def load_recipe(path: str | Path) -> dict[str, Any]:
     """A training recipe (YAML mapping of TrainConfig fields; dashes or underscores) -> field values.
 
     ``eps`` and ``alpha`` may be written as fractions ("2/255"). Raises ``RecipeError`` naming an
     unknown key or a file that is missing or not a mapping.
     """
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"recipe {path}: not found; pass a YAML file such as "
-                          "recipes/dfdc-faces-standard.yaml")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise RecipeError(f"recipe {path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    data = read_yaml(path, "recipe", RecipeError, "pass a YAML file such as recipes/dfdc-faces-standard.yaml")
     if not isinstance(data, dict):
         raise RecipeError(f"recipe {path}: expected a mapping of settings (key: value)")
     names = {f.name: f for f in fields(TrainConfig)}

@@ -33,6 +33,7 @@ import numpy as np
 from torch.utils.data import ConcatDataset, Dataset
 
 from deepshield.config import TrainConfig
+from deepshield.config.learn import read_yaml
 from deepshield.contracts.crops import CropSettings
 from deepshield.errors import ConfigError, DataError
 
@@ -68,16 +69,9 @@ class Mixture:
 
 def load_mixture(path: str | Path) -> Mixture:
     """A mixture YAML file -> :class:`Mixture`; a :class:`MixtureError` naming the problem otherwise."""
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise MixtureError(f"mixture {path}: not found; --dataset mix:FILE.yaml names a mixture file "
-                           "(see recipes/mixtures/)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise MixtureError(f"mixture {path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    data = read_yaml(path, "mixture", MixtureError,
+                     "--dataset mix:FILE.yaml names a mixture file (see recipes/mixtures/)")
     if not isinstance(data, dict) or not isinstance(data.get("parts"), list) or not data["parts"]:
         raise MixtureError(f"mixture {path}: expected a mapping with a non-empty 'parts' list")
     unknown = set(data) - {"parts", "samples_per_epoch"}

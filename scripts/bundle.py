@@ -2,10 +2,13 @@
 
     python scripts/bundle.py runs/results/dfdc-faces-standard/best.pt            # the default model
     python scripts/bundle.py runs/frontier/pgd-1/best.pt --name robust           # the robust model
+    python scripts/bundle.py --mtcnn                                              # MTCNN's nets as ONNX
 
 Writes ``src/deepshield/models/weights/NAME.pt``: the model's state dict, its run config (with the
 crop settings predict needs), its validation metrics and where it came from; no optimizer state. And
 ``NAME.onnx`` beside it (parity-checked against PyTorch), which ``predict``'s default runtime uses.
+``--mtcnn`` writes facenet-pytorch's MTCNN nets as ONNX into ``src/deepshield/data/mtcnn_nets/`` (each
+checked against PyTorch), which predict's default face detector runs without torch.
 Update its model card beside it (``MODEL_CARD.md``, ``MODEL_CARD_robust.md``) with the numbers of
 RESULTS.md when you change it.
 """
@@ -20,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from deepshield.config import ExportConfig  # noqa: E402
+from deepshield.data.mtcnn_onnx import NETS_DIR, export_nets  # noqa: E402
 from deepshield.export import export_model  # noqa: E402
 from deepshield.models.loading import load_checkpoint  # noqa: E402
 from deepshield.models.zoo import BUNDLED  # noqa: E402
@@ -28,9 +32,16 @@ from deepshield.training.checkpoint import save_checkpoint  # noqa: E402
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", help="a run's best.pt")
+    parser.add_argument("checkpoint", nargs="?", help="a run's best.pt")
     parser.add_argument("--name", default="default", choices=sorted(BUNDLED), help="(default: default)")
+    parser.add_argument("--mtcnn", action="store_true", help="(re)write MTCNN's nets as ONNX instead")
     args = parser.parse_args()
+    if args.mtcnn:
+        for net, diff in export_nets(NETS_DIR).items():
+            print(f"wrote {NETS_DIR / net}.onnx, max |onnx - torch| = {diff:.1e}")
+        return 0
+    if not args.checkpoint:
+        parser.error("give a run's best.pt (or --mtcnn)")
     ckpt = load_checkpoint(args.checkpoint)
     config = ckpt["config"]
     if not config.get("preprocess"):

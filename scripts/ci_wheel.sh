@@ -111,7 +111,8 @@ EOF
 step "deepshield --help"
 "$V/deepshield" --help >/dev/null
 
-step "deepshield predict (one FF++ dev video)"
+step "deepshield predict (one FF++ dev video; the wheel's MTCNN nets run on ONNX Runtime)"
+"$V/python" -c 'from deepshield.data.mtcnn_onnx import nets_available; assert nets_available(), "no MTCNN nets"'
 "$V/deepshield" predict "$DEV/ffpp/original_sequences/youtube/c23/videos/004.mp4"
 
 step "deepshield evaluate --checkpoint default (16 DFDC dev faces)"

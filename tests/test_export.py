@@ -158,8 +158,8 @@ def test_torchscript_runtime_scores_crops_like_torch(checkpoint):
 
     crops = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     cfg = PredictConfig(inputs=(), checkpoint=str(checkpoint))
-    expected = RUNTIMES["torch"](cfg, torch.device("cpu")).score(crops)
-    scorer = RUNTIMES["torchscript"](cfg, torch.device("cpu"))
+    expected = RUNTIMES["torch"](cfg).score(crops)
+    scorer = RUNTIMES["torchscript"](cfg)
     assert scorer.model is None and scorer.raw["preprocess"] == PREPROCESS
     assert np.abs(scorer.score(crops) - expected).max() <= PARITY_TOL
 

@@ -133,6 +133,20 @@ def test_predict_and_the_cli_start_without_the_heavy_stacks():
     assert "deepshield.data.pseudo_fakes" not in predict_cli  # train's flags are not built for predict
 
 
+def test_predicting_a_face_with_the_bundled_model_never_imports_torch(dev_dfdc):
+    """ONNX Runtime scores the crops and runs MTCNN's nets: a face image is judged without torch (~2.5 s
+    of start-up); asking for the torch runtimes loads it."""
+    face = sorted((dev_dfdc / "real").glob("*.jpg"))[0]
+    code = ("from deepshield.config import PredictConfig\nfrom deepshield.predict import Predictor\n"
+            "r = Predictor(PredictConfig(inputs=(), checkpoint='default')).predict({path!r})\n"
+            "assert r.status == 'ok' and r.label in ('REAL', 'FAKE'), r")
+    loaded = _loaded_after(code.format(path=str(face)))
+    assert "torch" not in loaded and "facenet_pytorch" not in loaded and "onnxruntime" in loaded
+    with_torch = _loaded_after(code.replace("checkpoint='default'", "checkpoint='default', "
+                                            "detector_runtime='torch'").format(path=str(face)))
+    assert "facenet_pytorch" in with_torch
+
+
 @pytest.mark.parametrize("name", ["default", "robust"])
 def test_auto_runtime_runs_the_shipped_onnx_where_it_agrees(name, tmp_path):
     from deepshield.models.zoo import bundled_export
@@ -146,10 +160,9 @@ def test_auto_runtime_runs_the_shipped_onnx_where_it_agrees(name, tmp_path):
     size = torch_run.train_cfg.image_size
     crops = np.random.default_rng(0).integers(0, 256, (6, size, size, 3), dtype=np.uint8)
     assert np.abs(auto._score(list(crops)) - torch_run._score(list(crops))).max() <= 1e-4
-    cpu = torch_run.device
     for needs_torch in ({"explain": str(tmp_path)}, {"defense": "jpeg:75"}):
-        assert fast_runtime(PredictConfig(inputs=(), checkpoint=name, **needs_torch), cpu) == "torch"
-    assert fast_runtime(PredictConfig(inputs=(), checkpoint="runs/x/best.pt"), cpu) == "torch"
+        assert fast_runtime(PredictConfig(inputs=(), checkpoint=name, **needs_torch)) == "torch"
+    assert fast_runtime(PredictConfig(inputs=(), checkpoint="runs/x/best.pt")) == "torch"
 
 
 def test_the_calibrated_threshold_judges_unless_threshold_is_given(trained_cnn, checkpoint, no_face_video,

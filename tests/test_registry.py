@@ -31,7 +31,7 @@ def test_every_family_uses_it():
     from deepshield.data.faces import DETECTORS, FACE_SELECTORS
     from deepshield.data.layouts import LAYOUTS
     from deepshield.data.transforms import AUGMENTS
-    from deepshield.models.registry import MODELS
+    from deepshield.models import MODELS
     from deepshield.threats.corruptions import CORRUPTIONS
     from deepshield.threats.defenses import DEFENSES
     from deepshield.training.objectives import OBJECTIVES

@@ -29,15 +29,19 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch import nn
 
 from deepshield.config import ExportConfig
 from deepshield.errors import ConfigError, DataError, MissingFileError
 from deepshield.io import atomic_write
 from deepshield.registry import Registry
+from deepshield.runtime import cpu_threads
+
+if TYPE_CHECKING:  # torch is imported where an export is written or a TorchScript file read: loading an
+    import torch  # ONNX file for predict needs none of it
+    from torch import nn
 
 EXPORT_FORMAT_TAG = "deepshield-export-v1"
 CLASS_NAMES = ("real", "fake")
@@ -48,17 +52,6 @@ METADATA_FILE = "deepshield.json"  # TorchScript: the extra file holding the met
 
 class ExportError(DataError):
     """A file that is not a deepshield export, or an export that does not reproduce its model."""
-
-
-class Probabilities(nn.Module):
-    """``softmax(model(pixels))``: pixels in [0, 1], [N, 3, S, S] -> probabilities [N, 2] (real, fake)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(pixels).float(), dim=1)
 
 
 # A loaded export: pixels float32 [N, 3, S, S] in [0, 1] -> probabilities float32 [N, 2].
@@ -83,6 +76,7 @@ EXPORT_FORMATS: Registry[ExportFormat] = Registry("export format")
 
 def _save_onnx(module: nn.Module, example: torch.Tensor, path: Path, metadata: dict[str, str]) -> None:
     import onnx
+    import torch
 
     batch = torch.export.Dim("batch", min=1, max=4096)
     with warnings.catch_warnings():
@@ -126,6 +120,8 @@ EXPORT_FORMATS.add("onnx", ExportFormat("onnx", ".onnx", _save_onnx, _load_onnx)
 
 
 def _save_torchscript(module: nn.Module, example: torch.Tensor, path: Path, metadata: dict[str, str]) -> None:
+    import torch
+
     with warnings.catch_warnings():  # torch.jit is deprecated upstream; it still is what LibTorch loads
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(module, example, check_trace=False)
@@ -133,6 +129,8 @@ def _save_torchscript(module: nn.Module, example: torch.Tensor, path: Path, meta
 
 
 def _load_torchscript(path: Path, threads: int) -> tuple[ScoreFn, dict[str, str]]:
+    import torch
+
     extra = {METADATA_FILE: ""}
     try:
         with warnings.catch_warnings():
@@ -142,9 +140,9 @@ def _load_torchscript(path: Path, threads: int) -> tuple[ScoreFn, dict[str, str]
         raise ExportError(f"{path} is not a readable TorchScript model ({type(e).__name__}); "
                           "export it again with 'deepshield export --format torchscript'") from None
 
-    @torch.inference_mode()
     def score(pixels: np.ndarray) -> np.ndarray:
-        return module(torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))).numpy()
+        with torch.inference_mode():
+            return module(torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))).numpy()
 
     return score, json.loads(extra[METADATA_FILE] or "{}")
 
@@ -215,12 +213,12 @@ def format_of(path: str | Path) -> ExportFormat:
 
 
 def load_exported(path: str | Path, threads: int | None = None) -> ExportedModel:
-    """Load an exported file with its runtime (CPU, ``threads`` intra-op threads; default torch's)."""
+    """Load an exported file with its runtime (CPU, ``threads`` intra-op threads; default: the cores)."""
     path = Path(path)
     fmt = format_of(path)
     if not path.is_file():
         raise MissingFileError(f"{path} not found; write it with 'deepshield export --out {path}'")
-    score, metadata = fmt.load(path, threads or torch.get_num_threads())
+    score, metadata = fmt.load(path, threads or cpu_threads())
     if metadata.get("format") != EXPORT_FORMAT_TAG:
         raise ExportError(f"{path} was not written by 'deepshield export' (no {EXPORT_FORMAT_TAG} "
                           "metadata); export the checkpoint with 'deepshield export'")
@@ -254,7 +252,9 @@ def default_out(checkpoint: str, fmt: ExportFormat) -> Path:
 
 def export_model(cfg: ExportConfig) -> ExportResult:
     """Export ``cfg.checkpoint`` to ``cfg.out`` (default: beside it) and check the file reproduces it."""
-    from deepshield.models.loading import load_model_and_config
+    import torch
+
+    from deepshield.models.loading import Probabilities, load_model_and_config
 
     fmt = EXPORT_FORMATS.lookup(cfg.format)
     out = Path(cfg.out) if cfg.out else default_out(cfg.checkpoint, fmt)
@@ -280,6 +280,8 @@ def parity(module: nn.Module, path: Path, fmt: ExportFormat, pixels: torch.Tenso
            name: str | None = None) -> float:
     """Max |probability difference| between ``module`` and the exported file at ``path`` on ``pixels``;
     raises ExportError above ``PARITY_TOL`` (naming the file ``name``, default ``path``)."""
+    import torch
+
     path_name = name or str(path)
     score, _ = fmt.load(path, torch.get_num_threads())
     with torch.inference_mode():
@@ -295,6 +297,8 @@ def parity(module: nn.Module, path: Path, fmt: ExportFormat, pixels: torch.Tenso
 
 
 def _pixels(n: int, size: int, seed: int) -> torch.Tensor:
+    import torch
+
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
 
@@ -335,5 +339,5 @@ def exported_file(checkpoint: str, format: str) -> Path:
 
 
 __all__ = ["CLASS_NAMES", "EXPORT_FORMATS", "PARITY_TOL", "ExportError", "ExportFormat", "ExportResult",
-           "ExportedModel", "Probabilities", "cache_dir", "export_metadata", "export_model", "exported_file",
+           "ExportedModel", "cache_dir", "export_metadata", "export_model", "exported_file",
            "format_of", "load_exported", "parity"]

@@ -14,8 +14,11 @@ its checkpoint (``deepshield.contracts.threshold``), else 0.5; ``Predictor.thres
 Exit codes (``exit_code``): 0 every input scored; 3 no face found in some input; 2 an input could not
 be read; 4 (``--check-attack``) the attack alarm flagged some input, labelled ``ABSTAIN``: it looks
 adversarially perturbed, so its score is not trusted (``p_fake`` is still reported). Everything runs
-offline (MTCNN's weights ship with facenet-pytorch). ``--explain DIR`` writes Grad-CAM overlays of the
-face crops (``deepshield.explain``; needs the torch model).
+offline (MTCNN's weights ship with facenet-pytorch, and as ONNX in this package). ``--explain DIR`` writes
+Grad-CAM overlays of the face crops (``deepshield.explain``; needs the torch model).
+
+Start-up: with ONNX Runtime scoring the crops and running the face detector (``--runtime auto`` and
+``--detector-runtime auto``, the defaults for the bundled models on a CPU), predict never imports torch.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
 
 from deepshield.config import PredictConfig, TrainConfig
@@ -34,14 +37,17 @@ from deepshield.contracts.aggregate import AGGREGATIONS
 from deepshield.contracts.alarm import AlarmReport
 from deepshield.contracts.crops import DEFAULT_FRAMES_PER_VIDEO, CropSettings
 from deepshield.contracts.threshold import resolve_threshold
-from deepshield.data.faces import DETECT_BATCH, CropGeometry, build_detector, build_selector
+from deepshield.data.faces import DETECT_BATCH, CropGeometry, build_selector
+from deepshield.data.mtcnn_onnx import build_face_detector
 from deepshield.data.tracking import tracked_faces
 from deepshield.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Frame, VideoError, read_media
 from deepshield.errors import ConfigError, DataError, MissingFileError
 from deepshield.export import EXPORT_FORMATS
-from deepshield.models.loading import load_model_and_config
 from deepshield.registry import Registry
-from deepshield.runtime import probs_of, select_device, single_thread
+from deepshield.runtime import cpu_threads, select_device, single_thread
+
+if TYPE_CHECKING:
+    import torch
 
 EXIT_OK, EXIT_UNREADABLE, EXIT_NO_FACE, EXIT_ABSTAIN = 0, 2, 3, 4
 LABEL_ABSTAIN = "ABSTAIN"  # --check-attack: the input looks adversarially perturbed; no verdict
@@ -143,13 +149,18 @@ def collect_inputs(inputs: tuple[str, ...] | list[str]) -> list[Path]:
 class FaceCutter:
     """Decode a file, find its faces (the detector on every ``detect_every``-th sampled frame, tracked
     between) and cut them as preprocessing cut the training crops, resized to ``image_size``. Holds no
-    model, so a worker process can run it (see :mod:`deepshield.stream`)."""
+    model, so a worker process can run it (see :mod:`deepshield.stream`). ``detector_runtime``: auto |
+    torch | onnx (:func:`deepshield.data.mtcnn_onnx.build_face_detector`); ``threads``: the ONNX
+    detector's (default: the cores)."""
 
-    def __init__(self, settings: CropSettings, image_size: int, detect_every: int = 1) -> None:
+    def __init__(self, settings: CropSettings, image_size: int, detect_every: int = 1,
+                 detector_runtime: str = "auto", threads: int | None = None) -> None:
         self.settings, self.image_size, self.detect_every = settings, image_size, detect_every
         self.geometry = CropGeometry.of(settings)
-        self.detector = build_detector(settings.detector, max_side=settings.max_side,
-                                       min_face_size=settings.min_face_size)
+        self.detector_runtime = detector_runtime
+        self.detector = build_face_detector(settings.detector, detector_runtime, max_side=settings.max_side,
+                                            min_face_size=settings.min_face_size,
+                                            threads=threads or cpu_threads())
 
     def cut(self, path: str | Path) -> tuple[MediaResult, list[np.ndarray]]:
         """The file's result so far (faces, sampled frames; ``error`` for unreadable media, never raises)
@@ -206,16 +217,21 @@ class Predictor:
     def __init__(self, cfg: PredictConfig) -> None:
         AGGREGATIONS.lookup(cfg.aggregate)  # an unknown name fails before any model loads
         self.cfg = cfg
-        self.device = select_device(cfg.device)
-        self.scorer = RUNTIMES.lookup(cfg.runtime)(cfg, self.device)
+        self.scorer = RUNTIMES.lookup(cfg.runtime)(cfg)
         self.model, raw = self.scorer.model, self.scorer.raw
         self.train_cfg = TrainConfig.from_dict(raw)
         self.settings = face_settings(cfg, raw, self.train_cfg.image_size)
         self.warnings = setting_warnings(cfg, raw)
         self.threshold, self.threshold_source = resolve_threshold(cfg.threshold, raw.get("threshold"))
-        self.cutter = FaceCutter(self.settings, self.train_cfg.image_size, cfg.detect_every)
+        self.cutter = FaceCutter(self.settings, self.train_cfg.image_size, cfg.detect_every,
+                                 cfg.detector_runtime)
         self.geometry = self.cutter.geometry
         self.attack_alarm = _attack_alarm(cfg, self.warnings) if cfg.check_attack else None
+
+    @property
+    def device(self) -> torch.device:
+        """The torch device of the model (the CPU for an exported one); imports torch when asked."""
+        return self.scorer.device or select_device("cpu")
 
     @property
     def detector(self):
@@ -258,9 +274,11 @@ class Predictor:
 
     def _explain(self, crops: list[np.ndarray]) -> list[np.ndarray]:
         """Grad-CAM of "fake" per crop (needs the torch model)."""
+        import torch
+
         from deepshield.explain import gradcam
 
-        if not isinstance(self.model, torch.nn.Module):
+        if self.model is None:
             raise ConfigError("Grad-CAM explanations need the torch model; drop --explain or run with the "
                               "torch runtime")
         if not crops:
@@ -282,36 +300,44 @@ class Predictor:
 @dataclass
 class Scorer:
     """``score(crops)``: uint8 crops [B, S, S, 3] -> p(fake) [B]; ``raw``: the checkpoint's config dict
-    (with its ``preprocess`` crop settings); ``model``: the PyTorch model (torch runtime only)."""
+    (with its ``preprocess`` crop settings); ``model`` and ``device``: the PyTorch model and where it runs
+    (torch runtime only)."""
 
     score: Callable[[np.ndarray], np.ndarray]
     raw: dict
     model: torch.nn.Module | None = None
+    device: torch.device | None = None
 
 
-RUNTIMES: Registry[Callable[[PredictConfig, torch.device], Scorer]] = Registry("runtime")
+RUNTIMES: Registry[Callable[[PredictConfig], Scorer]] = Registry("runtime")
 
 
 @RUNTIMES.register("torch")
-def torch_scorer(cfg: PredictConfig, device: torch.device) -> Scorer:
-    """The checkpoint's model in PyTorch on ``device`` (behind ``--defense`` when given)."""
+def torch_scorer(cfg: PredictConfig) -> Scorer:
+    """The checkpoint's model in PyTorch on ``cfg.device`` (behind ``--defense`` when given)."""
+    import torch
+
+    from deepshield.models.loading import load_model_and_config
+    from deepshield.runtime import probs_of
+
+    device = select_device(cfg.device)
     model, _, raw = load_model_and_config(cfg.checkpoint, device)
     if cfg.defense:
         from deepshield.threats.defenses import DefendedModel, parse_defenses
 
         model = DefendedModel(model, parse_defenses(cfg.defense), adaptive=False).eval()
 
-    @torch.no_grad()
     def score(crops: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(crops).permute(0, 3, 1, 2).to(device, torch.float32).div_(255.0)
-        return probs_of(model(x)).cpu().numpy()
+        with torch.no_grad():
+            x = torch.from_numpy(crops).permute(0, 3, 1, 2).to(device, torch.float32).div_(255.0)
+            return probs_of(model(x)).cpu().numpy()
 
-    return Scorer(score, raw, model)
+    return Scorer(score, raw, model, device)
 
 
-def exported_scorer(cfg: PredictConfig, device: torch.device, format: str) -> Scorer:
+def exported_scorer(cfg: PredictConfig, format: str) -> Scorer:
     """An exported file (``--checkpoint x.onnx``), or the checkpoint exported once into the cache
-    (``deepshield.export.exported_file``), run on the CPU with torch's thread count."""
+    (``deepshield.export.exported_file``), run on the CPU's cores."""
     from deepshield.export import exported_file, load_exported
 
     needs_torch = [flag for flag, on in (("--defense", cfg.defense), ("--explain", cfg.explain)) if on]
@@ -334,21 +360,23 @@ for _format in EXPORT_FORMATS:
     RUNTIMES.add(_format, partial(exported_scorer, format=_format))
 
 
-def fast_runtime(cfg: PredictConfig, device: torch.device) -> str:
+def fast_runtime(cfg: PredictConfig) -> str:
     """What ``--runtime auto`` runs: ONNX Runtime when an export with checked parity is at hand (a bundled
     model's shipped .onnx, or an .onnx checkpoint) and nothing needs the PyTorch model (``--defense``,
-    ``--explain``, a GPU); else torch. Never exports on the fly, so the first call is not slow."""
+    ``--explain``, ``--device cuda``); else torch. Never exports on the fly, so the first call is not
+    slow. ``--device auto`` scores on the CPU here (six face crops take ~10 ms with ONNX Runtime, less
+    than a GPU's start-up; the face detector runs on the CPU either way); ``--device cuda`` for the GPU."""
     from deepshield.models.zoo import bundled_export
 
-    needs_torch = cfg.defense or cfg.explain or device.type != "cpu"
+    needs_torch = cfg.defense or cfg.explain or cfg.device not in ("auto", "cpu")
     has_export = bundled_export(cfg.checkpoint) is not None or str(cfg.checkpoint).endswith(".onnx")
     return "onnx" if has_export and not needs_torch else "torch"
 
 
 @RUNTIMES.register("auto")
-def auto_scorer(cfg: PredictConfig, device: torch.device) -> Scorer:
+def auto_scorer(cfg: PredictConfig) -> Scorer:
     """The fastest runtime that agrees with the model (:func:`fast_runtime`)."""
-    return RUNTIMES.lookup(fast_runtime(cfg, device))(cfg, device)
+    return RUNTIMES.lookup(fast_runtime(cfg))(cfg)
 
 
 def _attack_alarm(cfg: PredictConfig, warnings: list[str]):

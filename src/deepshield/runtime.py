@@ -3,21 +3,29 @@
     >>> device = select_device("auto")                # cuda when available, else cpu
     >>> with eval_mode(model):                          # every submodule's own mode is restored after
     ...     p = fake_probs(model, x)                    # [N] P(fake), x in [0, 1]
+
+Importing this module does not import torch (``predict`` with ONNX Runtime never loads it); each helper
+imports it when called.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
 def select_device(name: str = "auto") -> torch.device:
     """``auto``: CUDA when available, else CPU; or an explicit torch device string."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -25,13 +33,17 @@ def select_device(name: str = "auto") -> torch.device:
 
 def probs_of(logits: torch.Tensor) -> torch.Tensor:
     """P(fake) = softmax(logits)[:, 1] (float32) for logits [N, 2]."""
+    import torch
+
     return torch.softmax(logits.float(), 1)[:, 1]
 
 
-@torch.no_grad()
 def fake_probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """P(fake) of ``model`` for a batch ``x`` in [0, 1], without gradients."""
-    return probs_of(model(x))
+    import torch
+
+    with torch.no_grad():
+        return probs_of(model(x))
 
 
 @contextlib.contextmanager
@@ -58,8 +70,12 @@ def single_thread() -> Iterator[None]:
 
     Per-image ops are tiny: on the training process's thread pool (workers=0) each one pays a
     multi-thread fork/join that costs more than the op itself, up to ~30x on a busy machine.
-    DataLoader workers already run single-threaded.
+    DataLoader workers already run single-threaded. A no-op while torch is not loaded (nothing to run).
     """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
     n = torch.get_num_threads()
     if n == 1:
         yield
@@ -71,6 +87,19 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(n)
 
 
+def cpu_threads() -> int:
+    """Threads a CPU runtime should use: torch's setting when torch is loaded, else the usable cores."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return int(torch.get_num_threads())
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def torch_threads(n: int) -> None:
+    """Set torch's intra-op threads if torch is loaded (a process that never loads it has none to set)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
 
 
 def _malloc_trim():
@@ -100,5 +129,5 @@ def release_freed_memory() -> None:
         _MALLOC_TRIM(0)
 
 
-__all__ = ["eval_mode", "fake_probs", "kept_modes", "probs_of", "release_freed_memory", "select_device",
-           "single_thread"]
+__all__ = ["cpu_threads", "eval_mode", "fake_probs", "kept_modes", "probs_of", "release_freed_memory",
+           "select_device", "single_thread", "torch_threads"]

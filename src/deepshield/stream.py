@@ -27,7 +27,7 @@ import numpy as np
 from deepshield.contracts.crops import CropSettings
 from deepshield.errors import DataError
 from deepshield.predict import FaceCutter, MediaResult, Predictor
-from deepshield.runtime import release_freed_memory
+from deepshield.runtime import release_freed_memory, torch_threads
 
 _CUTTER: FaceCutter | None = None  # one per worker process
 
@@ -37,12 +37,10 @@ def auto_workers(n_files: int) -> int:
     return 0 if n_files < 2 else min(4, os.cpu_count() or 1)
 
 
-def _init_worker(settings: CropSettings, image_size: int, detect_every: int) -> None:
+def _init_worker(settings: CropSettings, image_size: int, detect_every: int, detector_runtime: str) -> None:
     global _CUTTER
-    import torch
-
-    torch.set_num_threads(1)
-    _CUTTER = FaceCutter(settings, image_size, detect_every)
+    _CUTTER = FaceCutter(settings, image_size, detect_every, detector_runtime, threads=1)
+    torch_threads(1)  # the torch detector, if that is what runs
 
 
 def _cut(path: str) -> tuple[MediaResult, list[np.ndarray]]:
@@ -66,7 +64,8 @@ def stream_results(predictor: Predictor, files: Sequence[str | Path], workers: i
     cutter = predictor.cutter
     ctx = multiprocessing.get_context("spawn")  # fork after torch's thread pools started can hang
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(cutter.settings, cutter.image_size, cutter.detect_every)) as pool:
+                             initargs=(cutter.settings, cutter.image_size, cutter.detect_every,
+                                       cutter.detector_runtime)) as pool:
         pending: deque[Future] = deque()
         queue = iter(files)
         for f in queue:

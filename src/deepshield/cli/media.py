@@ -77,7 +77,6 @@ def _stream(predictor, cfg: PredictConfig, files: list):
 def add_predict(sub: argparse._SubParsersAction) -> None:
     from deepshield.contracts.aggregate import AGGREGATIONS
     from deepshield.data.faces import DETECTORS
-    from deepshield.export import EXPORT_FORMATS
 
     p = sub.add_parser("predict", help=SUMMARIES["predict"],
                        description="Detect and crop faces as preprocessing did for training, score them, and "
@@ -116,12 +115,24 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                    help="attack alarm: flag inputs whose score is unstable under JPEG-75 and median-3 "
                         "probes (adversarial perturbations are brittle); flagged inputs are labelled "
                         "ABSTAIN and the exit code is 4 (threshold calibrated for --checkpoint default)")
+    _add_queue_flags(p)
+    p.set_defaults(func=_predict)
+
+
+def _add_queue_flags(p: argparse.ArgumentParser) -> None:
+    """predict's flags for speed: runtimes, tracking, the JSON-lines queue, workers, batch, device."""
+    from deepshield.export import EXPORT_FORMATS
+
     p.add_argument("--runtime", default="auto", choices=["auto", "torch", *EXPORT_FORMATS],
                    help="what scores the crops: auto (ONNX Runtime for a bundled model, whose export ships "
-                        "with it, parity-checked; torch when --explain, --defense or a GPU needs it), torch "
-                        "(the checkpoint in PyTorch), onnx (ONNX Runtime, CPU) or torchscript; with "
-                        "onnx/torchscript --checkpoint is an exported file or a checkpoint, exported once "
-                        "into ~/.cache/deepshield/export (default: auto)")
+                        "with it, parity-checked; torch when --explain, --defense or --device cuda needs "
+                        "it), torch (the checkpoint in PyTorch), onnx (ONNX Runtime, CPU) or torchscript; "
+                        "with onnx/torchscript --checkpoint is an exported file or a checkpoint, exported "
+                        "once into ~/.cache/deepshield/export (default: auto)")
+    p.add_argument("--detector-runtime", default="auto", choices=["auto", "torch", "onnx"],
+                   help="what runs the face detector: auto (MTCNN's nets as ONNX, shipped with deepshield, "
+                        "when installed: no torch at start-up, same boxes), torch (facenet-pytorch) or onnx "
+                        "(default: auto)")
     p.add_argument("--detect-every", type=positive_int, default=1,
                    help="run the face detector on every N-th sampled frame and carry its boxes to the frames "
                         "between (re-detecting where a face comes, goes or the scene cuts) (default: 1)")
@@ -133,7 +144,6 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                         "cores for a folder, none for one file; 0: all in this process)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--device", default="auto")
-    p.set_defaults(func=_predict)
 
 
 def _preprocess(args: argparse.Namespace) -> int:

@@ -34,6 +34,7 @@ class PredictConfig:
     check_attack: bool = False          # attack alarm (threats.alarm); flagged inputs are labelled ABSTAIN
     runtime: str = "auto"               # auto | torch | onnx | torchscript: what scores the crops
     detect_every: int = 1               # run the face detector on every N-th sampled frame, track between
+    detector_runtime: str = "auto"      # auto | torch | onnx: what runs the face detector (MTCNN)
     out: str | None = None              # JSON lines, one per input as it finishes; a rerun skips those
     workers: int | None = None          # processes cutting faces for a folder (None: auto; 0: in this one)
 

@@ -248,24 +248,8 @@ class MTCNNDetector:
         scale = min(1.0, self.max_side / max(height, width))
         if scale < 1.0:
             size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            frames = [np.asarray(_area_resize(Image.fromarray(f), size)) for f in frames]
+            frames = [np.asarray(area_resize(Image.fromarray(f), size)) for f in frames]
         return torch.from_numpy(np.stack(frames)).to(self.device).permute(0, 3, 1, 2).float(), scale
-
-    def _levels(self, small_side: int, scale: float) -> list[float]:
-        """Pyramid scales relative to the downscaled frames: facenet-pytorch's full-frame ladder
-        ``12 / min_face_size * factor**k`` divided by ``scale``, from the first that does not exceed
-        ``12 / min_face_size`` (no face under ``min_face_size`` px at the downscaled size) down to a
-        12 px image."""
-        top = 12.0 / self.min_face_size
-        level = top
-        while level / scale > top * (1 + 1e-9):
-            level *= self.factor
-        levels = []
-        level /= scale
-        while small_side * level >= 12:
-            levels.append(level)
-            level *= self.factor
-        return levels
 
     def _propose(self, small: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
         """P-Net over the pyramid of the downscaled frames: candidate squares in full-resolution pixels."""
@@ -275,7 +259,7 @@ class MTCNNDetector:
 
         sh, sw = small.shape[2:]
         found, owners = [], []
-        for level in self._levels(min(sh, sw), scale):
+        for level in pyramid_levels(min(sh, sw), scale, self.min_face_size, self.factor):
             pyramid = (imresample(small, (int(sh * level + 1), int(sw * level + 1))) - 127.5) * 0.0078125
             pyramid = pyramid.contiguous(memory_format=torch.channels_last)
             reg, probs = self.pnet(pyramid)
@@ -345,7 +329,24 @@ class MTCNNDetector:
         return boxes, owner, reg
 
 
-def _area_resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+def pyramid_levels(small_side: int, scale: float, min_face_size: int, factor: float) -> list[float]:
+    """MTCNN's pyramid scales relative to frames downscaled by ``scale``: facenet-pytorch's full-frame
+    ladder ``12 / min_face_size * factor**k`` divided by ``scale``, from the first that does not exceed
+    ``12 / min_face_size`` (no face under ``min_face_size`` px at the downscaled size) down to a 12 px
+    image."""
+    top = 12.0 / min_face_size
+    level = top
+    while level / scale > top * (1 + 1e-9):
+        level *= factor
+    levels = []
+    level /= scale
+    while small_side * level >= 12:
+        levels.append(level)
+        level *= factor
+    return levels
+
+
+def area_resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """``image`` shrunk to ``size`` (w, h) by averaging: ``reduce`` for a whole factor (2x faster), else
     a box-filter resize; both average exactly the source pixels each output pixel covers."""
     factor = image.width // size[0]
@@ -371,11 +372,14 @@ __all__ = [
     "IoUTracker",
     "LargestFace",
     "MTCNNDetector",
+    "NET_CHUNK",
+    "area_resize",
     "box_iou",
     "build_detector",
     "build_selector",
     "crop_face",
     "faces_in",
+    "pyramid_levels",
     "fit_ratio",
     "fit_square",
     "register_detector",

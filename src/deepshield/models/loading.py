@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from deepshield.config import TrainConfig
 from deepshield.errors import DataError
@@ -25,6 +26,18 @@ FORMAT = "deepshield-checkpoint-v1"
 
 class CheckpointError(DataError):
     """A file that is missing or is not a deepshield checkpoint."""
+
+
+class Probabilities(nn.Module):
+    """``softmax(model(pixels))``: pixels in [0, 1], [N, 3, S, S] -> probabilities [N, 2] (real, fake);
+    what ``deepshield export`` writes."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(pixels).float(), dim=1)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -62,5 +75,5 @@ def load_model(path: str | Path, device: torch.device) -> tuple[torch.nn.Module,
     return model, cfg
 
 
-__all__ = ["BUNDLED", "FORMAT", "CheckpointError", "load_checkpoint", "load_model", "load_model_and_config",
-           "resolve_checkpoint"]
+__all__ = ["BUNDLED", "FORMAT", "CheckpointError", "Probabilities", "load_checkpoint", "load_model",
+           "load_model_and_config", "resolve_checkpoint"]

@@ -1,9 +1,11 @@
 """``deepshield predict`` for a moderation queue: start-up, one clip, a folder; old path vs new default.
 
-Old path: PyTorch scoring, the face detector on every sampled frame, one process
-(``--runtime torch --detect-every 1 --workers 0``); with ``--baseline-src`` the code of another checkout
-runs it instead (e.g. ``git worktree add /tmp/before b7961de``: also measures its slower start-up).
-New default: ``--runtime auto`` (the bundled model's ONNX export), worker processes for folders, and
+Old path: PyTorch scoring, facenet-pytorch's MTCNN on every sampled frame, one process
+(``--runtime torch --detector-runtime torch --detect-every 1 --workers 0``); with ``--baseline-src`` the
+code of another checkout runs it instead (e.g. ``git worktree add /tmp/before b7961de``: also measures
+its slower start-up).
+New default: ``--runtime auto`` (the bundled model's ONNX export), ``--detector-runtime auto`` (MTCNN's
+nets on ONNX Runtime: no torch imported), worker processes for folders, and
 ``--detect-every`` when given (tracking is opt-in: see ``benchmarks/predict_tracking.py``). Each row
 runs the real CLI in a fresh process (start-up included), interleaved
 old/new, median of ``--repeats``; ratios are old / new.
@@ -83,7 +85,8 @@ def main() -> int:
     try:
         image, queue = face_image(tmp), folder(tmp, args.limit)
         old_flags = ([] if args.baseline_src else
-                     ["--runtime", "torch", "--detect-every", "1", "--workers", "0"])
+                     ["--runtime", "torch", "--detector-runtime", "torch", "--detect-every", "1",
+                      "--workers", "0"])
         new_flags = [] if args.detect_every is None else ["--detect-every", str(args.detect_every)]
         rows = {"--help": (["--help"], ["--help"]),
                 "face image": (["predict", str(image), *old_flags], ["predict", str(image), *new_flags]),

@@ -26,6 +26,7 @@ import itertools
 import os
 import random
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,15 +91,20 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 
 def summary(name: str, samples: list[float], warm: int, unit: str) -> str:
-    """One line: start, post-warm-up, end, max, growth after warm-up, plateau verdict."""
+    """One line: start, post-warm-up, end, max; the medians of each tenth of the run after warm-up (single
+    samples swing with the clips in flight); growth after warm-up (last tenth's median / first tenth's)
+    and the plateau verdict on it."""
     start, after, end, top = samples[0], samples[min(warm, len(samples) - 1)], samples[-1], max(samples)
-    growth = end / after - 1
-    tail_top = max(samples[min(warm, len(samples) - 1):])
+    busy = samples[min(warm, len(samples) - 1):]
+    cuts = [i * len(busy) // 10 for i in range(11)]
+    tenths = [statistics.median(busy[cuts[i]:max(cuts[i + 1], cuts[i] + 1)]) for i in range(10)]
+    growth = tenths[-1] / tenths[0] - 1
     ok = growth <= PLATEAU
     return (f"{name}: RSS start {start:7.0f} MB, after warm-up ({warm} {unit}) {after:7.0f} MB, end "
-            f"{end:7.0f} MB, max {top:7.0f} MB (after warm-up {tail_top:.0f}); growth after warm-up "
-            f"{growth:+.1%} (end / post-warm-up ratio {end / after:.3f}); plateau "
-            f"(<= +{PLATEAU:.0%}): {'yes' if ok else 'NO'}")
+            f"{end:7.0f} MB, max {top:7.0f} MB (after warm-up {max(busy):.0f}); medians of each tenth after "
+            f"warm-up {' '.join(f'{t:.0f}' for t in tenths)} MB; growth after warm-up {growth:+.1%} (last "
+            f"tenth / first; single samples {end / after - 1:+.1%}); plateau (<= +{PLATEAU:.0%}): "
+            f"{'yes' if ok else 'NO'}")
 
 
 # ---------------------------------------------------------------- serve soak

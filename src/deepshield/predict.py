@@ -40,7 +40,14 @@ from deepshield.contracts.threshold import resolve_threshold
 from deepshield.data.faces import DETECT_BATCH, CropGeometry, build_selector
 from deepshield.data.mtcnn_onnx import build_face_detector
 from deepshield.data.tracking import tracked_faces
-from deepshield.data.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Frame, VideoError, read_media
+from deepshield.data.video import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    Frame,
+    VideoError,
+    prefetched,
+    read_media,
+)
 from deepshield.errors import ConfigError, DataError, MissingFileError
 from deepshield.export import EXPORT_FORMATS
 from deepshield.registry import Registry
@@ -183,7 +190,7 @@ class FaceCutter:
         selector = build_selector(s.faces)
         chunk = max(DETECT_BATCH, 4 * every)  # tracked: enough frames between key frames to save detections
         batch: list[Frame] = []
-        frames = read_media(path, **s.sampling)
+        frames = prefetched(read_media(path, **s.sampling), depth=chunk)  # decoding overlaps detection
         while True:
             frame = next(frames, None)
             if frame is not None:

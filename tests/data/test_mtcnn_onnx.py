@@ -114,3 +114,13 @@ def test_export_nets_writes_nets_that_match_pytorch(tmp_path):
     assert set(diffs) == {"pnet", "rnet", "onet"} and max(diffs.values()) < 1e-4
     assert nets_available(tmp_path)
     assert not list(tmp_path.glob(".*"))  # no temporary files left
+
+
+def test_refine_takes_frames_of_different_sizes(onnx_detector, face_video):
+    frame = next(iter(read_frames(face_video[0], num_frames=1))).image
+    face = onnx_detector.detect([frame])[0][0]
+    padded = np.zeros((frame.shape[0] + 40, frame.shape[1] + 60, 3), np.uint8)
+    padded[:frame.shape[0], :frame.shape[1]] = frame
+    small, big = onnx_detector.refine([frame, padded], [face.box, face.box])
+    assert small is not None and big is not None
+    np.testing.assert_allclose(small.box, big.box, atol=1e-3)  # same pixels around the face, same box

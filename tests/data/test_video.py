@@ -163,3 +163,26 @@ def test_stream_without_timestamps_falls_back_to_counting(tmp_path: Path, make_l
     got = list(read_frames(path, num_frames=3))
     assert [f.index for f in got] == [5, 15, 25]
     assert [_level(f.image) for f in got] == [5, 15, 25]
+
+
+def test_prefetched_keeps_order_raises_the_readers_error_and_stops_early():
+    import threading
+
+    from deepshield.data.video import CorruptVideoError, Frame, prefetched
+
+    def frames(n: int, fail: bool = False):
+        for i in range(n):
+            yield Frame(i, i / 10, np.full((4, 4, 3), i, np.uint8))
+        if fail:
+            raise CorruptVideoError("damaged at frame 3")
+
+    assert [f.index for f in prefetched(frames(20), depth=3)] == list(range(20))
+    seen = []
+    with pytest.raises(CorruptVideoError, match="damaged at frame 3"):
+        for f in prefetched(frames(3, fail=True), depth=2):
+            seen.append(f.index)
+    assert seen == [0, 1, 2]  # the frames before the damage arrive first
+    stream = prefetched(frames(1000), depth=2)
+    assert next(stream).index == 0
+    stream.close()  # a consumer that stops early: the reader thread ends too
+    assert not [t for t in threading.enumerate() if t.name == "decode-ahead"]

@@ -194,6 +194,51 @@ def read_frames(
             raise CorruptVideoError("no frame could be decoded")
 
 
+def prefetched(frames: Iterator[Frame], depth: int = 8) -> Iterator[Frame]:
+    """``frames``, decoded ahead by a background thread into a queue of at most ``depth`` frames, so that
+    decoding (FFmpeg releases the GIL) overlaps the face detector's work on the frames before. An error
+    the reader raises (a ``VideoError``) is raised here, after the frames that came before it."""
+    import queue
+    import threading
+
+    done = object()
+    ahead: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def offer(item: object) -> bool:
+        """Queue ``item`` unless the consumer has stopped; False once it has."""
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for frame in frames:
+                if not offer(frame):
+                    return
+            offer(done)
+        except BaseException as err:  # handed to the consumer, raised there
+            offer(err)
+
+    reader = threading.Thread(target=read, name="decode-ahead", daemon=True)
+    reader.start()
+    try:
+        while (item := ahead.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()  # a consumer that stops early releases the reader
+        reader.join()
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+
+
 def upright(image: np.ndarray, rotation: float) -> np.ndarray:
     """Turn a decoded frame upright given its display-matrix rotation (degrees counter-clockwise)."""
     quarter_turns = int(round(rotation / 90.0)) % 4
@@ -372,6 +417,7 @@ __all__ = [
     "CorruptVideoError",
     "EmptyVideoError",
     "Frame",
+    "prefetched",
     "NotAVideoError",
     "VideoError",
     "VideoIndex",

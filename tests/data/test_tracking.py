@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from deepshield.data.faces import Face, IoUTracker, LargestFace, box_iou, build_detector, faces_in
+from deepshield.data.faces import Face, IoUTracker, LargestFace, box_iou, faces_in
+from deepshield.data.mtcnn_onnx import build_face_detector
 from deepshield.data.tracking import MAX_SCENE_CHANGE, key_frames, scene_change, tracked_faces
 from deepshield.data.video import read_media
 
@@ -62,13 +63,15 @@ def test_low_scores_and_the_all_mode_fall_back_to_the_detector():
     assert sorted(det.seen) == list(range(8))
 
 
-def test_spliced_real_clips_keep_each_persons_box(dev_data, one_torch_thread):
-    """Two FF++ people cut together: after the cut, no frame gets the first person's box."""
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_spliced_real_clips_keep_each_persons_box(dev_data, one_torch_thread, runtime):
+    """Two FF++ people cut together: after the cut, no frame gets the first person's box (with either
+    MTCNN: facenet-pytorch's, or its nets on ONNX Runtime, predict's default)."""
     videos = sorted((dev_data / "ffpp/original_sequences/youtube/c23/videos").glob("*.mp4"))[:2]
     clips = [[f.image for f in read_media(v, num_frames=32)][:8] for v in videos]  # predict's sampling
     frames = clips[0] + clips[1]
     assert scene_change(clips[0][-1], clips[1][0]) > MAX_SCENE_CHANGE > scene_change(*clips[0][:2])
-    detector = build_detector("mtcnn", max_side=640, min_face_size=40)
+    detector = build_face_detector("mtcnn", runtime, max_side=640, min_face_size=40)
     full = faces_in(frames, detector, LargestFace(), 0.9)
     kept = tracked_faces(frames, detector, LargestFace(), 0.9, every=4)
     for a, b in zip(full, kept, strict=True):

@@ -144,8 +144,36 @@ def build_selector(mode: str) -> LargestFace | IoUTracker:
 NET_CHUNK = 256  # R-Net/O-Net crops per forward pass
 
 
+class MTCNNSettings:
+    """What both MTCNN runtimes share (this class, and ``mtcnn_onnx.OnnxMTCNN``): the settings, and
+    :meth:`detect` running ``_detect_batch`` on batches of up to ``batch_size`` frames of equal size."""
+
+    def __init__(self, max_side: int, min_face_size: int, thresholds: tuple[float, float, float],
+                 factor: float, batch_size: int) -> None:
+        if max_side < 48:
+            raise ConfigError(f"max_side must be >= 48 pixels, got {max_side}")
+        self.max_side, self.min_face_size = max_side, min_face_size
+        self.thresholds, self.factor, self.batch_size = tuple(thresholds), factor, batch_size
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Faces in each HxWx3 uint8 RGB image, most confident first; boxes in full-resolution pixels."""
+        results: list[list[Face]] = [[] for _ in images]
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            by_shape.setdefault(image.shape, []).append(i)
+        for indices in by_shape.values():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start : start + self.batch_size]
+                for i, faces in zip(chunk, self._detect_batch([images[i] for i in chunk]), strict=True):
+                    results[i] = faces
+        return results
+
+    def _detect_batch(self, frames: list[np.ndarray]) -> list[list[Face]]:
+        raise NotImplementedError
+
+
 @register_detector("mtcnn")
-class MTCNNDetector:
+class MTCNNDetector(MTCNNSettings):
     """MTCNN (Zhang et al., 2016) with facenet-pytorch's P/R/O-nets; the weights ship in its wheel.
 
     MTCNN's cost grows with the frame area (the P-Net image pyramid, and the candidates it yields), so
@@ -171,27 +199,11 @@ class MTCNNDetector:
         import torch
         from facenet_pytorch import MTCNN
 
-        if max_side < 48:
-            raise ConfigError(f"max_side must be >= 48 pixels, got {max_side}")
-        self.max_side, self.min_face_size = max_side, min_face_size
-        self.thresholds, self.factor, self.batch_size = tuple(thresholds), factor, batch_size
+        super().__init__(max_side, min_face_size, thresholds, factor, batch_size)
         # channels-last: same outputs (to 1e-6), 1.5-2.5x faster convolutions and pooling on CPU
         nets = MTCNN(device=device).eval().to(memory_format=torch.channels_last)
         self.pnet, self.rnet, self.onet = nets.pnet, nets.rnet, nets.onet
         self.device = device
-
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
-        """Faces in each HxWx3 uint8 RGB image, most confident first; boxes in full-resolution pixels."""
-        results: list[list[Face]] = [[] for _ in images]
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for i, image in enumerate(images):
-            by_shape.setdefault(image.shape, []).append(i)
-        for indices in by_shape.values():
-            for start in range(0, len(indices), self.batch_size):
-                chunk = indices[start : start + self.batch_size]
-                for i, faces in zip(chunk, self._detect_batch([images[i] for i in chunk]), strict=True):
-                    results[i] = faces
-        return results
 
     def _detect_batch(self, frames: list[np.ndarray]) -> list[list[Face]]:
         import torch
@@ -372,6 +384,7 @@ __all__ = [
     "IoUTracker",
     "LargestFace",
     "MTCNNDetector",
+    "MTCNNSettings",
     "NET_CHUNK",
     "area_resize",
     "box_iou",

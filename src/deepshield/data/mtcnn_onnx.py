@@ -24,7 +24,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from deepshield.data.faces import NET_CHUNK, Face, FaceDetector, area_resize, build_detector, pyramid_levels
+from deepshield.data.faces import (
+    NET_CHUNK,
+    Face,
+    FaceDetector,
+    MTCNNSettings,
+    area_resize,
+    build_detector,
+    pyramid_levels,
+)
 from deepshield.errors import ConfigError, MissingFileError
 from deepshield.registry import Registry
 
@@ -232,7 +240,7 @@ def _candidates(reg: np.ndarray, prob: np.ndarray, level: float, threshold: floa
 # --- the detector -----------------------------------------------------------------------------------
 
 
-class OnnxMTCNN:
+class OnnxMTCNN(MTCNNSettings):
     """MTCNN with its nets on ONNX Runtime: the settings and results of ``MTCNNDetector`` (``faces.py``).
 
     P-Net runs on the frames downscaled to ``max_side`` (each pyramid level of a batch of equal frames in
@@ -249,24 +257,8 @@ class OnnxMTCNN:
         threads: int = 1,
         nets_dir: Path = NETS_DIR,
     ) -> None:
-        if max_side < 48:
-            raise ConfigError(f"max_side must be >= 48 pixels, got {max_side}")
-        self.max_side, self.min_face_size = max_side, min_face_size
-        self.thresholds, self.factor, self.batch_size = tuple(thresholds), factor, batch_size
+        super().__init__(max_side, min_face_size, thresholds, factor, batch_size)
         self.pnet, self.rnet, self.onet = (_session(nets_dir / f"{n}.onnx", threads) for n in NETS)
-
-    def detect(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
-        """Faces in each HxWx3 uint8 RGB image, most confident first; boxes in full-resolution pixels."""
-        results: list[list[Face]] = [[] for _ in images]
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for i, image in enumerate(images):
-            by_shape.setdefault(image.shape, []).append(i)
-        for indices in by_shape.values():
-            for start in range(0, len(indices), self.batch_size):
-                chunk = indices[start : start + self.batch_size]
-                for i, faces in zip(chunk, self._detect_batch([images[i] for i in chunk]), strict=True):
-                    results[i] = faces
-        return results
 
     def refine(self, images: Sequence[np.ndarray], boxes: Sequence[Sequence[float]]) -> list[Face | None]:
         """O-Net's face box for a proposal box per image (any sizes), or None where O-Net finds no face
